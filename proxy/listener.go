@@ -376,23 +376,25 @@ func (l *Listener) serveUDP(ctx context.Context, pc net.PacketConn) {
 	}
 }
 
-// ackWriter writes acks to one client connection; acks come from upstream goroutines.
+// ackWriter writes acks to one client connection; acks come from upstream goroutines
+// (ack = "upstream") or from the connection's own goroutine (ack = "received").
 type ackWriter struct {
 	mu     sync.Mutex
 	c      net.Conn
-	json   bool
 	buf    []byte
 	failed bool
 	l      *Listener
 }
 
-func (w *ackWriter) write(id []byte) {
+// write sends {"ack": id}, as JSON when the frame that asked for it was JSON. The
+// framing travels with each request: the writer is shared with other goroutines.
+func (w *ackWriter) write(id []byte, json bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failed {
 		return
 	}
-	if w.json {
+	if json {
 		w.buf = wire.AppendAckJSON(w.buf[:0], id)
 	} else {
 		w.buf = wire.AppendAck(w.buf[:0], id)
@@ -407,12 +409,13 @@ func (w *ackWriter) write(id []byte) {
 }
 
 type ackReq struct {
-	w  *ackWriter
-	id []byte
+	w    *ackWriter
+	id   []byte
+	json bool
 }
 
-func (a *ackReq) done(Outcome) { a.w.write(a.id) }
-func (a *ackReq) early()       { a.w.write(a.id) }
+func (a *ackReq) done(Outcome) { a.w.write(a.id, a.json) }
+func (a *ackReq) early()       { a.w.write(a.id, a.json) }
 
 func (l *Listener) serve(ctx context.Context, c net.Conn) {
 	peer := c.RemoteAddr().String()
@@ -537,10 +540,9 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 		if f.Mode == 0 {
 			continue
 		}
-		aw.json = f.JSON
 		var ack *ackReq
 		if f.Chunk != nil {
-			ack = &ackReq{w: aw, id: append([]byte(nil), f.Chunk...)}
+			ack = &ackReq{w: aw, id: append([]byte(nil), f.Chunk...), json: f.JSON}
 		}
 		if f.Count > 0 {
 			l.events.Add(int64(f.Count))

@@ -84,6 +84,7 @@ type Ring struct {
 	bytes    int64 // accepted, not finished
 	chunks   int   // accepted, not finished
 	closed   bool
+	closedCh chan struct{} // closed by CloseIntake: wakes every waiting Get
 	wake     chan struct{} // one slot: a chunk was queued (or the ring closed)
 	space    chan struct{} // closed and replaced whenever budget is freed
 	finished chan struct{} // closed and replaced whenever a chunk finishes
@@ -102,6 +103,7 @@ func NewRing(cfg RingConfig) *Ring {
 	cfg = cfg.WithDefaults()
 	return &Ring{
 		cfg:      cfg,
+		closedCh: make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		space:    make(chan struct{}),
 		finished: make(chan struct{}),
@@ -237,14 +239,21 @@ func (r *Ring) TryGet() *Chunk {
 
 // Get returns the next queued chunk, waiting for one. It returns ctx.Err() when ctx
 // ends and ErrRingClosed when the ring is closed for intake and nothing is queued
-// (chunks may still be in flight: see Drained).
+// (chunks may still be in flight: see Drained). Several outputs may wait in Get at
+// once: each queued chunk wakes one of them, and CloseIntake wakes them all.
 func (r *Ring) Get(ctx context.Context) (*Chunk, error) {
 	for {
 		r.mu.Lock()
 		c := r.popLocked()
+		more := r.head < len(r.queue)
 		closed := r.closed
 		r.mu.Unlock()
 		if c != nil {
+			if more {
+				// The wake-up slot holds one token for any number of Puts: pass it
+				// on, or a second waiting output would sleep beside a queued chunk.
+				r.signal()
+			}
 			return c, nil
 		}
 		if closed {
@@ -252,6 +261,7 @@ func (r *Ring) Get(ctx context.Context) (*Chunk, error) {
 		}
 		select {
 		case <-r.wake:
+		case <-r.closedCh:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -289,6 +299,7 @@ func (r *Ring) CloseIntake() {
 	r.mu.Lock()
 	if !r.closed {
 		r.closed = true
+		close(r.closedCh)
 		close(r.space)
 		r.space = make(chan struct{})
 	}

@@ -305,7 +305,7 @@ func jsonValue(dst []byte, dec *json.Decoder, depth, maxDepth int, top bool) ([]
 		case '[':
 			for dec.More() {
 				if top && n == 1 {
-					body, err = jsonTime(body, dec)
+					body, err = jsonTime(body, dec, depth+1, maxDepth)
 				} else {
 					body, err = jsonValue(body, dec, depth+1, maxDepth, false)
 				}
@@ -365,7 +365,7 @@ func appendJSONNumber(dst []byte, v json.Number) []byte {
 	return msgp.AppendFloat64(dst, f)
 }
 
-func jsonTime(dst []byte, dec *json.Decoder) ([]byte, error) {
+func jsonTime(dst []byte, dec *json.Decoder, depth, maxDepth int) ([]byte, error) {
 	if !dec.More() {
 		return dst, nil
 	}
@@ -386,5 +386,5 @@ func jsonTime(dst []byte, dec *json.Decoder) ([]byte, error) {
 	// Not a time: convert generically (Forward mode's entries array lands here).
 	sub := json.NewDecoder(bytes.NewReader(raw))
 	sub.UseNumber()
-	return jsonValue(dst, sub, 1, 100, false)
+	return jsonValue(dst, sub, depth, maxDepth, false)
 }

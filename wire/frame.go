@@ -130,6 +130,7 @@ func (p *Parser) Parse(b []byte, base int64, f *Frame) error {
 	off := func(r []byte) int64 { return base + int64(len(b)-len(r)) }
 	// tag: str, or bin from lenient senders
 	var tag []byte
+	tagStart := rest
 	switch msgp.NextType(rest) {
 	case msgp.StrType:
 		tag, rest, err = msgp.ReadStringZC(rest)
@@ -139,7 +140,7 @@ func (p *Parser) Parse(b []byte, base int64, f *Frame) error {
 		return derr(off(rest), ErrBadFrame, "tag is %s, want a string", typeName(rest))
 	}
 	if err != nil {
-		return derr(off(rest), ErrMalformed, "tag: %v", err)
+		return derr(off(tagStart), ErrMalformed, "tag: %v", err)
 	}
 	f.Tag = tag
 	second := rest
@@ -556,13 +557,17 @@ func (p *Parser) readLimited(r io.Reader) ([]byte, error) {
 func (p *Parser) unzstd(src []byte) ([]byte, error) {
 	if p.zs == nil {
 		var err error
+		// The output is capped by readLimited. zstd's own caps only bound the window
+		// (history) a frame may declare: never below what ordinary encoders use (an
+		// 8 MiB window; zstd clamps the window to MaxMemory and refuses one under
+		// 1 KiB), or a small limit would reject every zstd frame.
+		const minWindow = 8 << 20
+		window := uint64(max(min(p.lim.MaxDecompressedBytes, 1<<30), minWindow))
 		p.zs, err = zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxMemory(uint64(p.lim.MaxDecompressedBytes)+1),
-			// zstd refuses a max window under 1 KiB: a small limit must not make
-			// every zstd frame fail.
-			zstd.WithDecoderMaxWindow(uint64(max(min(p.lim.MaxDecompressedBytes, 1<<30), zstd.MinWindowSize))))
+			zstd.WithDecoderMaxMemory(max(uint64(p.lim.MaxDecompressedBytes)+1, window)),
+			zstd.WithDecoderMaxWindow(window))
 		if err != nil {
 			return nil, err
 		}

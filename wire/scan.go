@@ -31,19 +31,21 @@ func (s *scanner) scan(buf []byte, maxBytes, maxDepth int) (done bool, err error
 		if !ok {
 			return false, nil
 		}
+		at := s.pos // errors point at the header at fault
 		next := s.pos + hdr + payload
 		if next > maxBytes || next < s.pos {
-			return false, derr(int64(s.pos), ErrFrameTooLarge, "object declares %d bytes, limit is %d", hdr+payload, maxBytes)
+			return false, derr(int64(at), ErrFrameTooLarge, "object declares %d bytes, limit is %d", hdr+payload, maxBytes)
 		}
 		s.pos = next
 		s.stack[len(s.stack)-1]--
 		if elems > 0 {
-			if len(s.stack) >= maxDepth {
-				return false, derr(int64(s.pos), ErrTooDeep, "more than %d nested containers", maxDepth)
+			// stack[0] is the object itself, not a container: len(stack)-1 are open.
+			if len(s.stack) > maxDepth {
+				return false, derr(int64(at), ErrTooDeep, "more than %d nested containers", maxDepth)
 			}
 			// Every element takes at least one byte: a count beyond the limit is a lie.
 			if elems > maxBytes-s.pos {
-				return false, derr(int64(s.pos), ErrFrameTooLarge, "container declares %d elements, limit is %d bytes", elems, maxBytes)
+				return false, derr(int64(at), ErrFrameTooLarge, "container declares %d elements, limit is %d bytes", elems, maxBytes)
 			}
 			s.stack = append(s.stack, elems)
 		}

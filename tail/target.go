@@ -1,0 +1,553 @@
+package tail
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"github.com/fsnotify/fsnotify"
+)
+
+// target follows every file matching one TargetConfig. Its goroutine (run) owns the
+// discovery state and the tailers' goroutines; the lock guards the maps that the watcher
+// dispatch and Stats read.
+type target struct {
+	m       *Manager
+	cfg     TargetConfig
+	log     *slog.Logger
+	parser  *parser
+	mlStart *regexp.Regexp
+	dirPat  bool   // the directory part of the path has glob meta: rescan every poll
+	dir     string // the directory to watch when dirPat is false
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returned and every tailer stopped
+	rescan chan struct{} // one slot
+
+	mu      sync.Mutex
+	byPath  map[string]*tailer // the tailer following each path
+	byID    map[fileID]*tailer // every live tailer, following or draining
+	watched map[string]time.Time
+	wg      sync.WaitGroup // tailers
+}
+
+func newTarget(m *Manager, cfg TargetConfig) (*target, error) {
+	p, err := newParser(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{
+		m: m, cfg: cfg, parser: p,
+		log:     m.log.With("target", cfg.ID),
+		done:    make(chan struct{}),
+		rescan:  make(chan struct{}, 1),
+		byPath:  map[string]*tailer{},
+		byID:    map[fileID]*tailer{},
+		watched: map[string]time.Time{},
+	}
+	if cfg.MultilineStart != "" {
+		t.mlStart = regexp.MustCompile(cfg.MultilineStart)
+	}
+	d := filepath.Dir(filepath.Clean(cfg.Path))
+	t.dirPat = strings.ContainsAny(d, "*?[{\\")
+	t.dir = d
+	return t, nil
+}
+
+// tagFor expands '*' in the tag with the path, as fluentd's in_tail.
+func (t *target) tagFor(path string) string {
+	if !strings.Contains(t.cfg.Tag, "*") {
+		return t.cfg.Tag
+	}
+	p := strings.TrimLeft(strings.ReplaceAll(filepath.ToSlash(path), "/", "."), ".")
+	return strings.ReplaceAll(t.cfg.Tag, "*", p)
+}
+
+func (t *target) rescanSoon() {
+	select {
+	case t.rescan <- struct{}{}:
+	default:
+	}
+}
+
+// notify is called by the watcher's goroutine; it never blocks.
+func (t *target) notify(ev fsnotify.Event) {
+	t.mu.Lock()
+	tl := t.byPath[ev.Name]
+	t.mu.Unlock()
+	if tl != nil {
+		tl.wakeUp()
+	}
+	if ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+		t.rescanSoon()
+	}
+}
+
+// run recovers the target's files from the position file, then discovers and follows
+// files until ctx ends. It returns after every tailer stopped.
+func (t *target) run(ctx context.Context) {
+	defer close(t.done)
+	defer t.unwatchAll()
+	defer t.wg.Wait()
+	known := t.m.pos.knownTarget(t.cfg.ID)
+	if !known {
+		// Remember the target at once: after a crash its files are then read from the
+		// head, so nothing written before the first periodic save is skipped.
+		_ = t.m.pos.save()
+	}
+	t.recover(ctx)
+	t.scan(ctx, !known)
+	tick := time.NewTicker(t.m.cfg.PollInterval.D())
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.rescan:
+			t.scan(ctx, false)
+		case <-tick.C:
+			// A changed directory (mtime) means files came or went; every tenth tick
+			// rescans anyway for filesystems with coarse timestamps.
+			if t.dirPat || n%10 == 0 || t.dirsChanged() {
+				t.scan(ctx, false)
+			}
+			t.pollFiles()
+		}
+	}
+}
+
+func (t *target) dirsChanged() bool {
+	t.mu.Lock()
+	dirs := make(map[string]time.Time, len(t.watched))
+	for d, mt := range t.watched {
+		dirs[d] = mt
+	}
+	t.mu.Unlock()
+	if len(dirs) == 0 {
+		return true // nothing to watch yet: the directory may appear
+	}
+	for d, mt := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.ModTime().Equal(mt) {
+			return true
+		}
+	}
+	return false
+}
+
+// pollFiles is the fallback for filesystems that send no events: one stat per followed
+// file, and a wake-up only for files whose size or inode changed.
+func (t *target) pollFiles() {
+	t.mu.Lock()
+	tls := make([]*tailer, 0, len(t.byPath))
+	for _, tl := range t.byPath {
+		tls = append(tls, tl)
+	}
+	t.mu.Unlock()
+	for _, tl := range tls {
+		fi, err := os.Stat(tl.curPath())
+		if err != nil {
+			tl.wakeUp()
+			continue
+		}
+		if id, _ := idOf(fi); id != tl.id || fi.Size() != tl.st.size.Load() {
+			tl.wakeUp()
+		}
+	}
+}
+
+// glob lists the files matching the target, without the excluded ones.
+func (t *target) glob() (files, dirs []string) {
+	pat := filepath.Clean(t.cfg.Path)
+	if t.dirPat {
+		ds, _ := doublestar.FilepathGlob(filepath.Dir(pat))
+		for _, d := range ds {
+			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+				dirs = append(dirs, d)
+			}
+		}
+	} else {
+		dirs = []string{t.dir}
+	}
+	ms, _ := doublestar.FilepathGlob(pat, doublestar.WithFilesOnly())
+	for _, f := range ms {
+		if !t.excluded(f) {
+			files = append(files, f)
+		}
+	}
+	return files, dirs
+}
+
+func (t *target) excluded(path string) bool {
+	ex := t.cfg.Exclude
+	if ex == "" {
+		return false
+	}
+	if ok, _ := doublestar.PathMatch(ex, path); ok {
+		return true
+	}
+	if !strings.ContainsRune(ex, '/') {
+		ok, _ := doublestar.Match(ex, filepath.Base(path))
+		return ok
+	}
+	return false
+}
+
+// scan finds new files. initial is the target's first scan ever: files found then start
+// at their end unless read_from_head; every later file is new and read from the head.
+func (t *target) scan(ctx context.Context, initial bool) {
+	files, dirs := t.glob()
+	t.watchDirs(dirs)
+	for _, path := range files {
+		if ctx.Err() != nil {
+			return
+		}
+		fi, err := os.Stat(path)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		id, _ := idOf(fi)
+		t.mu.Lock()
+		cur, same := t.byPath[path], t.byID[id]
+		if cur != nil && cur.id == id {
+			t.mu.Unlock()
+			continue
+		}
+		if same != nil {
+			// A file we already follow under another name (renamed into the glob): keep
+			// following it there instead of reading it twice.
+			same.path.Store(&path)
+			t.byPath[path] = same
+			t.mu.Unlock()
+			same.wakeUp()
+			continue
+		}
+		t.mu.Unlock()
+		k := posKey{t.cfg.ID, id}
+		if e := t.m.pos.get(k); e != nil {
+			t.start(ctx, path, path, id, e, nil, false)
+			continue
+		}
+		var start int64
+		if initial && (t.cfg.ReadFromHead == nil || !*t.cfg.ReadFromHead) {
+			start = fi.Size()
+		}
+		t.start(ctx, path, path, id, t.m.pos.put(k, path, point{Offset: start}), nil, false)
+	}
+}
+
+// start opens path and runs a tailer for it from the entry's committed offset. A
+// draining tailer reads a rotated file to its end and closes it; after names tailers
+// that must reach their end first.
+func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e *posEntry, after []*tailer, draining bool) *tailer {
+	f, err := os.Open(path)
+	if err != nil {
+		t.log.Warn("cannot open file", "path", path, "err", err)
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil
+	}
+	if fid, _ := idOf(fi); fid != id {
+		// Rotated between stat and open: the file we meant is renamed in the same
+		// directory; read it to its end, and let the next scan find the new one.
+		f.Close()
+		t.rescanSoon()
+		if draining {
+			return nil
+		}
+		if moved := findByID(filepath.Dir(path), id); moved != "" {
+			return t.start(ctx, moved, entryPath, id, e, after, true)
+		}
+		return nil
+	}
+	c := e.commit.Load()
+	tl := &tailer{
+		t: t, tag: t.tagFor(entryPath), id: id, f: f, entry: e,
+		wake: make(chan struct{}, 1), eof: make(chan struct{}), after: after,
+		readOff: c.Offset, lineOff: c.Offset, emitEnd: c.Offset,
+		draining: draining,
+	}
+	tl.tr = tracker{pos: t.m.pos, entry: e}
+	tl.tr.flushed.Store(c.Offset)
+	tl.path.Store(&path)
+	tl.st.size.Store(fi.Size())
+	tl.st.readOff.Store(c.Offset)
+	tl.st.draining.Store(draining)
+	if draining {
+		tl.deadline = time.Now().Add(t.cfg.RotateWait.D())
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	tl.cancel = cancel
+	t.mu.Lock()
+	if !draining {
+		t.byPath[path] = tl
+	}
+	t.byID[id] = tl
+	t.mu.Unlock()
+	t.log.Debug("following file", "path", path, "inode", id.Ino, "offset", c.Offset, "draining", draining)
+	t.wg.Go(func() {
+		defer cancel()
+		tl.run(tctx)
+		t.mu.Lock()
+		if t.byID[id] == tl {
+			delete(t.byID, id)
+		}
+		for p, x := range t.byPath {
+			if x == tl {
+				delete(t.byPath, p)
+			}
+		}
+		t.mu.Unlock()
+	})
+	return tl
+}
+
+// startCopy reads a copytruncate copy from off to its end (called from a tailer).
+func (t *target) startCopy(ctx context.Context, path string, off int64, entryPath string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	id, _ := idOf(fi)
+	t.mu.Lock()
+	busy := t.byID[id] != nil
+	t.mu.Unlock()
+	if busy {
+		return // the glob matches the copy and we read it already
+	}
+	e := t.m.pos.put(posKey{t.cfg.ID, id}, entryPath, point{Offset: off})
+	t.start(ctx, path, entryPath, id, e, nil, true)
+}
+
+// recover finds again the files of the target's saved positions. A file still at its
+// path resumes at its committed offset. One renamed away (rotation while we were down or
+// behind) is found in the same directory by inode and read to its end before the file
+// now at the path; after copytruncate the copy is found by signature and read from the
+// committed offset. Positions whose file is gone are forgotten, with a warning.
+func (t *target) recover(ctx context.Context) {
+	entries := t.m.pos.forTarget(t.cfg.ID)
+	byPath := map[string][]*posEntry{}
+	var paths []string
+	for _, e := range entries {
+		if byPath[e.path] == nil {
+			paths = append(paths, e.path)
+		}
+		byPath[e.path] = append(byPath[e.path], e)
+	}
+	dirs := map[string]map[fileID]string{} // directory listings by inode, built once
+	index := func(dir string) map[fileID]string {
+		if ix, ok := dirs[dir]; ok {
+			return ix
+		}
+		ix := map[fileID]string{}
+		des, _ := os.ReadDir(dir)
+		for _, de := range des {
+			p := filepath.Join(dir, de.Name())
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				id, _ := idOf(fi)
+				ix[id] = p
+			}
+		}
+		dirs[dir] = ix
+		return ix
+	}
+	for _, path := range paths {
+		var curID fileID
+		var curSize int64 = -1
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			curID, _ = idOf(fi)
+			curSize = fi.Size()
+		}
+		type pred struct {
+			path  string
+			e     *posEntry
+			id    fileID
+			mtime time.Time
+		}
+		var preds []pred
+		var resume *posEntry
+		for _, e := range byPath[path] {
+			c := e.commit.Load()
+			if curSize >= 0 && e.key.id == curID {
+				if curSize >= c.Offset && sigMatches(path, c) {
+					resume = e
+					continue
+				}
+				// Truncated (or replaced in place) while we were down.
+				cp := findBySig(path, c.SigLen, c.Sig, c.Offset, curID)
+				if cp != "" {
+					fi, _ := os.Stat(cp)
+					id, _ := idOf(fi)
+					ne := t.m.pos.put(posKey{t.cfg.ID, id}, path, *c)
+					preds = append(preds, pred{cp, ne, id, fi.ModTime()})
+					t.log.Info("file was truncated while stopped; reading the rest from its copy", "path", path, "copy", cp, "offset", c.Offset)
+				} else {
+					t.log.Warn("file was truncated while stopped and no copy was found; reading it from the start", "path", path, "offset", c.Offset)
+				}
+				t.m.pos.commitTo(e, point{})
+				resume = e
+				continue
+			}
+			where := index(filepath.Dir(path))[e.key.id]
+			if where != "" && !sigMatches(where, c) {
+				where = "" // the inode was reused by another file
+			}
+			if where == "" {
+				where = findBySig(path, c.SigLen, c.Sig, c.Offset, curID)
+				if where != "" {
+					fi, _ := os.Stat(where)
+					id, _ := idOf(fi)
+					t.m.pos.remove(e)
+					e = t.m.pos.put(posKey{t.cfg.ID, id}, path, *c)
+				}
+			}
+			if where == "" {
+				t.log.Warn("rotated file no longer exists; lines after the committed offset are lost", "path", path, "inode", e.key.id.Ino, "offset", c.Offset)
+				t.m.pos.remove(e)
+				continue
+			}
+			fi, err := os.Stat(where)
+			if err != nil {
+				continue
+			}
+			id, _ := idOf(fi)
+			if fi.Size() <= c.Offset && c.Offset > 0 {
+				// Fully delivered before the stop: nothing to read.
+				t.m.pos.remove(e)
+				continue
+			}
+			preds = append(preds, pred{where, e, id, fi.ModTime()})
+			t.log.Info("found rotated file; reading it to its end first", "path", path, "rotated", where, "offset", c.Offset)
+		}
+		sort.Slice(preds, func(i, j int) bool { return preds[i].mtime.Before(preds[j].mtime) })
+		var after []*tailer
+		for _, p := range preds {
+			if tl := t.start(ctx, p.path, path, p.id, p.e, nil, true); tl != nil {
+				after = append(after, tl)
+			}
+		}
+		if curSize < 0 || t.excluded(path) {
+			continue
+		}
+		if resume == nil {
+			resume = t.m.pos.put(posKey{t.cfg.ID, curID}, path, point{})
+		}
+		t.start(ctx, path, path, curID, resume, after, false)
+	}
+}
+
+// sigMatches reports whether the file at path starts with the bytes the point was
+// taken on. A point without signature matches.
+func sigMatches(path string, c *point) bool {
+	if c.SigLen == 0 {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sig, n, err := signature(f, c.SigLen)
+	return err == nil && n == c.SigLen && sig == c.Sig
+}
+
+// findBySig looks in path's directory for another file that starts with the signed
+// bytes and holds at least minSize bytes: the copy copytruncate left. The newest wins.
+func findBySig(path string, sigLen int, sig uint64, minSize int64, not fileID) string {
+	if sigLen == 0 {
+		return ""
+	}
+	dir := filepath.Dir(path)
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	best, bestT := "", time.Time{}
+	c := &point{SigLen: sigLen, Sig: sig}
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		if p == path || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || fi.Size() < minSize || fi.Size() < int64(sigLen) {
+			continue
+		}
+		if id, _ := idOf(fi); id == not {
+			continue
+		}
+		if sigMatches(p, c) && fi.ModTime().After(bestT) {
+			best, bestT = p, fi.ModTime()
+		}
+	}
+	return best
+}
+
+func (t *target) watchDirs(dirs []string) {
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil {
+			continue
+		}
+		t.mu.Lock()
+		_, ok := t.watched[d]
+		t.watched[d] = fi.ModTime()
+		t.mu.Unlock()
+		if !ok {
+			t.m.watch(d, t)
+		}
+	}
+}
+
+func (t *target) unwatchAll() {
+	t.mu.Lock()
+	dirs := make([]string, 0, len(t.watched))
+	for d := range t.watched {
+		dirs = append(dirs, d)
+	}
+	t.mu.Unlock()
+	for _, d := range dirs {
+		t.m.unwatch(d, t)
+	}
+}
+
+// files lists the paths the target follows now.
+func (t *target) files() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.byID))
+	for _, tl := range t.byID {
+		out = append(out, tl.curPath())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func dirOf(p string) string { return filepath.Dir(p) }
+
+// findByID looks in dir for the file with id.
+func findByID(dir string, id fileID) string {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		if fi, err := os.Stat(p); err == nil {
+			if fid, _ := idOf(fi); fid == id {
+				return p
+			}
+		}
+	}
+	return ""
+}
