@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -82,13 +83,14 @@ func splitStatic(p string) (static, rest string) {
 }
 
 // resolveExisting resolves symlinks in the longest existing prefix of the clean absolute
-// path p and appends the components that do not exist yet. An error other than "does
-// not exist" (a permission error, a loop) is returned: what cannot be resolved is not
-// allowed.
+// path p and appends the components that do not exist yet. A dangling symlink is
+// followed to where it points, since the file may appear there later. An error other
+// than "does not exist" (a permission error, a loop) is returned: what cannot be
+// resolved is not allowed.
 func resolveExisting(p string) (string, error) {
-	var missing []string
+	var missing []string // components below cur, innermost first
 	cur := p
-	for {
+	for hops := 0; ; {
 		r, err := filepath.EvalSymlinks(cur)
 		if err == nil {
 			for i := len(missing) - 1; i >= 0; i-- {
@@ -98,6 +100,21 @@ func resolveExisting(p string) (string, error) {
 		}
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return "", err
+		}
+		if fi, lerr := os.Lstat(cur); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			// cur exists and is a symlink whose target does not: follow it by hand.
+			if hops++; hops > 40 {
+				return "", fmt.Errorf("%s: too many symlinks", p)
+			}
+			target, err := os.Readlink(cur)
+			if err != nil {
+				return "", err
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(cur), target)
+			}
+			cur = filepath.Clean(target)
+			continue
 		}
 		parent := filepath.Dir(cur)
 		if parent == cur {
@@ -132,13 +149,16 @@ func (a allowList) check(path string) (string, error) {
 	case !filepath.IsAbs(path):
 		return "", badField("path", fmt.Sprintf("%q is not an absolute path", path))
 	}
-	clean := filepath.Clean(path)
-	_, rest := splitStatic(clean)
-	for _, el := range strings.FieldsFunc(rest, func(r rune) bool { return strings.ContainsRune("/{},", r) }) {
-		if el == ".." {
-			return "", badField("path", "\"..\" is not allowed inside a glob")
+	// In a glob, ".." is refused before cleaning: inside braces ("{a,../..}") it is
+	// not a path element that filepath.Clean could remove soundly.
+	if hasMeta(path) {
+		for _, el := range strings.FieldsFunc(path, func(r rune) bool { return strings.ContainsRune("/{},", r) }) {
+			if el == ".." {
+				return "", badField("path", "\"..\" is not allowed in a glob")
+			}
 		}
 	}
+	clean := filepath.Clean(path)
 	resolved, err := resolvePattern(clean)
 	if err != nil {
 		return "", &apiError{status: http.StatusForbidden, slug: "forbidden-path", field: "path",

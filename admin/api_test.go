@@ -18,11 +18,11 @@ func TestContractIsValid(t *testing.T) {
 func TestHealth(t *testing.T) {
 	e := newEnv(t, Config{})
 	var st statusBody
-	e.do(call{method: "GET", path: "/health"}).want(t, 200, "").decode(t, &st)
+	e.do(t, call{method: "GET", path: "/health"}).want(t, 200, "").decode(t, &st)
 	if st.Status != "ok" {
 		t.Fatalf("status %q", st.Status)
 	}
-	if id := e.do(call{method: "GET", path: "/health"}).header.Get("X-Request-Id"); id == "" {
+	if id := e.do(t, call{method: "GET", path: "/health"}).header.Get("X-Request-Id"); id == "" {
 		t.Error("no X-Request-Id in the response")
 	}
 }
@@ -49,7 +49,7 @@ func TestReady(t *testing.T) {
 			if !tt.servers {
 				_ = e.servers.Remove(configServer.ID)
 			}
-			r := e.do(call{method: "GET", path: "/ready"}).want(t, tt.wantStatus, "")
+			r := e.do(t, call{method: "GET", path: "/ready"}).want(t, tt.wantStatus, "")
 			if r.problem.Detail != tt.wantDetail {
 				t.Fatalf("detail %q, want %q", r.problem.Detail, tt.wantDetail)
 			}
@@ -63,7 +63,7 @@ func TestReady(t *testing.T) {
 		st.Eligible = false
 		e.servers.items[configServer.ID] = st
 		e.servers.mu.Unlock()
-		r := e.do(call{method: "GET", path: "/ready"}).want(t, 503, "")
+		r := e.do(t, call{method: "GET", path: "/ready"}).want(t, 503, "")
 		if r.problem.Detail != "none of the 1 upstreams is eligible" {
 			t.Fatalf("detail %q", r.problem.Detail)
 		}
@@ -71,10 +71,10 @@ func TestReady(t *testing.T) {
 
 	t.Run("draining", func(t *testing.T) {
 		e := newEnv(t, Config{})
-		e.do(call{method: "GET", path: "/ready"}).want(t, 200, "")
+		e.do(t, call{method: "GET", path: "/ready"}).want(t, 200, "")
 		e.srv.SetDraining()
 		e.srv.SetDraining()
-		r := e.do(call{method: "GET", path: "/ready"}).want(t, 503, "")
+		r := e.do(t, call{method: "GET", path: "/ready"}).want(t, 503, "")
 		if r.problem.Detail != "shutting down" {
 			t.Fatalf("detail %q", r.problem.Detail)
 		}
@@ -88,7 +88,7 @@ func TestLogsLifecycle(t *testing.T) {
 		"types": map[string]string{"status": "integer"}, "multiline_timeout": "2s", "read_from_head": true,
 		"exclude": []string{"*.gz"}, "max_line_bytes": 65536,
 	}
-	r := e.do(call{method: "POST", path: "/logs", body: spec}).want(t, 201, "")
+	r := e.do(t, call{method: "POST", path: "/logs", body: spec}).want(t, 201, "")
 	var added LogStatus
 	r.decode(t, &added)
 	wantID := LogID(LogSpec{Path: "/var/log/nginx/access.log", Tag: "nginx.access"})
@@ -100,26 +100,26 @@ func TestLogsLifecycle(t *testing.T) {
 	}
 
 	var list logList
-	e.do(call{method: "GET", path: "/logs"}).want(t, 200, "").decode(t, &list)
+	e.do(t, call{method: "GET", path: "/logs"}).want(t, 200, "").decode(t, &list)
 	if len(list.Logs) != 2 || list.Logs[0].ID != "app" || list.Logs[0].Source != SourceConfig ||
 		list.Logs[1].ID != wantID || list.Logs[1].Source != SourceAPI {
 		t.Fatalf("list: %+v", list)
 	}
 
 	var got LogStatus
-	e.do(call{method: "GET", path: "/logs/" + wantID}).want(t, 200, "").decode(t, &got)
+	e.do(t, call{method: "GET", path: "/logs/" + wantID}).want(t, 200, "").decode(t, &got)
 	if got.Path != "/var/log/nginx/access.log" || len(got.Files) != 1 || got.Files[0].Inode != 42 {
 		t.Fatalf("get: %+v", got)
 	}
 
-	e.do(call{method: "POST", path: "/logs", body: spec}).want(t, 409, "id")
-	e.do(call{method: "DELETE", path: "/logs/" + wantID}).want(t, 204, "")
-	e.do(call{method: "GET", path: "/logs/" + wantID}).want(t, 404, "id")
-	e.do(call{method: "DELETE", path: "/logs/" + wantID}).want(t, 404, "id")
+	e.do(t, call{method: "POST", path: "/logs", body: spec}).want(t, 409, "id")
+	e.do(t, call{method: "DELETE", path: "/logs/" + wantID}).want(t, 204, "")
+	e.do(t, call{method: "GET", path: "/logs/" + wantID}).want(t, 404, "id")
+	e.do(t, call{method: "DELETE", path: "/logs/" + wantID}).want(t, 404, "id")
 
 	// An explicit id, and a path that is cleaned before it is used.
 	var withID LogStatus
-	e.do(call{method: "POST", path: "/logs", body: map[string]any{"id": "my-app", "path": "/var/log/x/../app/b.log", "tag": "b"}}).
+	e.do(t, call{method: "POST", path: "/logs", body: map[string]any{"id": "my-app", "path": "/var/log/x/../app/b.log", "tag": "b"}}).
 		want(t, 201, "").decode(t, &withID)
 	if withID.ID != "my-app" || withID.Path != "/var/log/app/b.log" {
 		t.Fatalf("with id: %+v", withID)
@@ -138,12 +138,13 @@ func TestLogsErrors(t *testing.T) {
 	}{
 		{"unknown field", call{body: `{"path":"/var/log/a.log","tag":"t","bogus":1}`, invalid: true}, 400, "bogus", nil, false},
 		{"wrong type", call{body: `{"path":"/var/log/a.log","tag":5}`, invalid: true}, 400, "tag", nil, false},
-		{"wrong type nested", call{body: `{"path":"/var/log/a.log","tag":"t","types":{"a":1}}`, invalid: true}, 400, "types.a", nil, false},
+		{"wrong type nested", call{body: `{"path":"/var/log/a.log","tag":"t","types":{"a":1}}`, invalid: true}, 400, "types", nil, false},
 		{"bad duration", call{body: `{"path":"/var/log/a.log","tag":"t","rotate_wait":"soon"}`, invalid: true}, 400, "rotate_wait", nil, false},
 		{"duration as number", call{body: `{"path":"/var/log/a.log","tag":"t","rotate_wait":5}`, invalid: true}, 400, "rotate_wait", nil, false},
 		{"malformed json", call{body: `{"path":`, invalid: true}, 400, "body", nil, false},
 		{"not an object", call{body: `[1,2]`, invalid: true}, 400, "body", nil, false},
-		{"two objects", call{body: `{"path":"/var/log/a.log","tag":"t"} {}`, invalid: true}, 400, "body", nil, false},
+		// openapi3filter decodes only the first value, so the contract cannot express this one.
+		{"two objects", call{body: `{"path":"/var/log/a.log","tag":"t"} {}`}, 400, "body", nil, false},
 		{"empty body", call{body: ``, invalid: true}, 400, "body", nil, false},
 		{"missing tag", call{body: `{"path":"/var/log/a.log"}`, invalid: true}, 400, "tag", nil, false},
 		{"tag with space", call{body: `{"path":"/var/log/a.log","tag":"a b"}`, invalid: true}, 400, "tag", nil, false},
@@ -174,7 +175,7 @@ func TestLogsErrors(t *testing.T) {
 			e.targets.addErr = tt.addErr
 			e.targets.mu.Unlock()
 			tt.c.method, tt.c.path = "POST", "/logs"
-			e.do(tt.c).want(t, tt.status, tt.field)
+			e.do(t, tt.c).want(t, tt.status, tt.field)
 			if n := len(e.targets.List()); n != 1 {
 				t.Fatalf("%d targets after a refused POST, want 1", n)
 			}
@@ -190,7 +191,7 @@ func TestServersLifecycle(t *testing.T) {
 	e := newEnv(t, Config{StateDir: t.TempDir()})
 	body := map[string]any{"address": "tls://agg.example:24224", "shared_key": "s3cret", "username": "u", "password": "p",
 		"tls_server_name": "agg", "heartbeat": "tcp", "heartbeat_interval": "2s"}
-	r := e.do(call{method: "POST", path: "/servers", body: body}).want(t, 201, "")
+	r := e.do(t, call{method: "POST", path: "/servers", body: body}).want(t, 201, "")
 	if strings.Contains(string(r.body), "s3cret") || strings.Contains(string(r.body), `"shared_key"`) || strings.Contains(string(r.body), `"password"`) {
 		t.Fatalf("a secret is in the response: %s", r.body)
 	}
@@ -208,23 +209,23 @@ func TestServersLifecycle(t *testing.T) {
 	}
 
 	var list serverList
-	e.do(call{method: "GET", path: "/servers"}).want(t, 200, "").decode(t, &list)
+	e.do(t, call{method: "GET", path: "/servers"}).want(t, 200, "").decode(t, &list)
 	if len(list.Servers) != 2 || list.Servers[0].ID != "primary" || list.Servers[0].Source != SourceConfig || list.Servers[1].Source != SourceAPI {
 		t.Fatalf("list: %+v", list)
 	}
 	var got ServerStatus
-	e.do(call{method: "GET", path: "/servers/" + id}).want(t, 200, "").decode(t, &got)
+	e.do(t, call{method: "GET", path: "/servers/" + id}).want(t, 200, "").decode(t, &got)
 	if got.Address != "tls://agg.example:24224" {
 		t.Fatalf("get: %+v", got)
 	}
-	e.do(call{method: "POST", path: "/servers", body: body}).want(t, 409, "id")
-	e.do(call{method: "DELETE", path: "/servers/" + id}).want(t, 204, "")
-	e.do(call{method: "GET", path: "/servers/" + id}).want(t, 404, "id")
-	e.do(call{method: "DELETE", path: "/servers/nope"}).want(t, 404, "id")
+	e.do(t, call{method: "POST", path: "/servers", body: body}).want(t, 409, "id")
+	e.do(t, call{method: "DELETE", path: "/servers/" + id}).want(t, 204, "")
+	e.do(t, call{method: "GET", path: "/servers/" + id}).want(t, 404, "id")
+	e.do(t, call{method: "DELETE", path: "/servers/nope"}).want(t, 404, "id")
 
 	f := false
 	var noAck ServerStatus
-	e.do(call{method: "POST", path: "/servers", body: ServerSpec{ID: "b", Address: "10.0.0.2:24224", Weight: 3, Standby: true, RequireAck: &f}}).
+	e.do(t, call{method: "POST", path: "/servers", body: ServerSpec{ID: "b", Address: "10.0.0.2:24224", Weight: 3, Standby: true, RequireAck: &f}}).
 		want(t, 201, "").decode(t, &noAck)
 	if noAck.RequireAck || noAck.Weight != 3 || !noAck.Standby {
 		t.Fatalf("explicit fields: %+v", noAck)
@@ -258,7 +259,7 @@ func TestServersErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, Config{})
 			tt.c.method, tt.c.path = "POST", "/servers"
-			e.do(tt.c).want(t, tt.status, tt.field)
+			e.do(t, tt.c).want(t, tt.status, tt.field)
 			if n := len(e.servers.List()); n != 1 {
 				t.Fatalf("%d servers after a refused POST", n)
 			}
@@ -290,7 +291,7 @@ func TestAuth(t *testing.T) {
 				{method: "DELETE", path: "/servers/primary"},
 			} {
 				c.token = tc.auth
-				r := e.do(c).want(t, tc.status, "Authorization")
+				r := e.do(t, c).want(t, tc.status, "Authorization")
 				if tc.status == 401 && r.header.Get("WWW-Authenticate") == "" {
 					t.Fatalf("%s %s: no WWW-Authenticate", c.method, c.path)
 				}
@@ -298,15 +299,15 @@ func TestAuth(t *testing.T) {
 		})
 	}
 	// Auth comes before the body checks: a refused request learns nothing more.
-	e.do(call{method: "POST", path: "/logs", body: `{`, invalid: true}).want(t, 401, "Authorization")
+	e.do(t, call{method: "POST", path: "/logs", body: `{`, invalid: true}).want(t, 401, "Authorization")
 	// Reads need no token.
-	e.do(call{method: "GET", path: "/logs"}).want(t, 200, "")
-	e.do(call{method: "GET", path: "/servers/primary"}).want(t, 200, "")
+	e.do(t, call{method: "GET", path: "/logs"}).want(t, 200, "")
+	e.do(t, call{method: "GET", path: "/servers/primary"}).want(t, 200, "")
 	// The right token passes, in any case of the scheme.
-	e.do(call{method: "POST", path: "/logs", body: logBody, token: "Bearer " + token}).want(t, 201, "")
-	e.do(call{method: "DELETE", path: "/logs/app", token: "bearer " + token}).want(t, 204, "")
-	e.do(call{method: "POST", path: "/servers", body: srvBody, token: "Bearer " + token}).want(t, 201, "")
-	e.do(call{method: "DELETE", path: "/servers/primary", token: "Bearer " + token}).want(t, 204, "")
+	e.do(t, call{method: "POST", path: "/logs", body: logBody, token: "Bearer " + token}).want(t, 201, "")
+	e.do(t, call{method: "DELETE", path: "/logs/app", token: "bearer " + token}).want(t, 204, "")
+	e.do(t, call{method: "POST", path: "/servers", body: srvBody, token: "Bearer " + token}).want(t, 201, "")
+	e.do(t, call{method: "DELETE", path: "/servers/primary", token: "Bearer " + token}).want(t, 204, "")
 }
 
 func TestPostLogSymlinkOutOfAllowedDir(t *testing.T) {
@@ -335,31 +336,31 @@ func TestPostLogSymlinkOutOfAllowedDir(t *testing.T) {
 		filepath.Join(allowed, "..", "secret", "key"),
 		"/var/log/syslog", // the default is replaced by AllowPaths
 	} {
-		r := e.do(call{method: "POST", path: "/logs", body: map[string]string{"path": p, "tag": "t"}}).want(t, 403, "path")
+		r := e.do(t, call{method: "POST", path: "/logs", body: map[string]string{"path": p, "tag": "t"}}).want(t, 403, "path")
 		if !strings.Contains(r.problem.Detail, "outside the allowed paths") {
 			t.Errorf("%s: detail %q", p, r.problem.Detail)
 		}
 	}
-	e.do(call{method: "POST", path: "/logs", body: map[string]string{"path": filepath.Join(allowed, "app", "*.log"), "tag": "t"}}).want(t, 201, "")
+	e.do(t, call{method: "POST", path: "/logs", body: map[string]string{"path": filepath.Join(allowed, "app", "*.log"), "tag": "t"}}).want(t, 201, "")
 	// The configured target's directory is allowed too.
-	e.do(call{method: "POST", path: "/logs", body: map[string]string{"path": "/var/log/app/other.log", "tag": "t"}}).want(t, 201, "")
+	e.do(t, call{method: "POST", path: "/logs", body: map[string]string{"path": "/var/log/app/other.log", "tag": "t"}}).want(t, 201, "")
 }
 
 func TestRoutingErrors(t *testing.T) {
 	e := newEnv(t, Config{})
-	e.do(call{method: "GET", path: "/nope", noRoute: true}).want(t, 404, "")
-	e.do(call{method: "PUT", path: "/logs", body: `{}`, noRoute: true}).want(t, 405, "")
+	e.do(t, call{method: "GET", path: "/nope", noRoute: true}).want(t, 404, "")
+	e.do(t, call{method: "PUT", path: "/logs", body: `{}`, noRoute: true}).want(t, 405, "")
 }
 
 func TestPanicIsA500(t *testing.T) {
 	e := newEnv(t, Config{})
 	e.targets.setPanicky(true)
-	r := e.do(call{method: "GET", path: "/logs"}).want(t, 500, "")
+	r := e.do(t, call{method: "GET", path: "/logs"}).want(t, 500, "")
 	if strings.Contains(string(r.body), "exploded") {
 		t.Fatalf("the panic leaks into the response: %s", r.body)
 	}
 	e.targets.setPanicky(false)
-	e.do(call{method: "GET", path: "/logs"}).want(t, 200, "")
+	e.do(t, call{method: "GET", path: "/logs"}).want(t, 200, "")
 }
 
 func TestConcurrentChanges(t *testing.T) {
@@ -370,7 +371,7 @@ func TestConcurrentChanges(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			body := map[string]string{"path": "/var/log/c" + string(rune('a'+i)) + ".log", "tag": "c"}
-			if r := e.do(call{method: "POST", path: "/logs", body: body}); r.status != 201 {
+			if r := e.do(t, call{method: "POST", path: "/logs", body: body}); r.status != 201 {
 				t.Errorf("POST %v: %d %s", body, r.status, r.body)
 			}
 		}()

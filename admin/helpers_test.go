@@ -216,7 +216,6 @@ var (
 )
 
 type env struct {
-	t       *testing.T
 	srv     *Server
 	base    string
 	client  *http.Client
@@ -230,7 +229,7 @@ type env struct {
 // restores its state, and serves it on 127.0.0.1:0 until the test ends.
 func newEnv(t *testing.T, cfg Config, mods ...func(*Deps)) *env {
 	t.Helper()
-	e := &env{t: t, targets: newFakeTargets(configLog), servers: newFakeServers(configServer)}
+	e := &env{targets: newFakeTargets(configLog), servers: newFakeServers(configServer)}
 	e.stats = &fakeStats{output: OutputForward, servers: e.servers, targets: e.targets}
 	deps := Deps{Targets: e.targets, Servers: e.servers, Stats: e.stats, ConfigPaths: []string{configLog.Path}}
 	for _, m := range mods {
@@ -289,8 +288,7 @@ type result struct {
 // do sends c to the server, validating the request and the response against
 // openapi.yaml with openapi3filter; any mismatch fails the test. Error responses must
 // be problem+json whose status matches.
-func (e *env) do(c call) result {
-	t := e.t
+func (e *env) do(t *testing.T, c call) result {
 	t.Helper()
 	router, err := contract()
 	if err != nil {

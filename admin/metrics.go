@@ -57,7 +57,7 @@ const (
 	mRingRequeued             = "fwdmux_ring_requeued_chunks_total"
 	mRingDroppedChunks        = "fwdmux_ring_dropped_chunks_total"
 	mRingDroppedEvents        = "fwdmux_ring_dropped_events_total"
-	mServerEligible                 = "fwdmux_server_eligible"
+	mServerEligible           = "fwdmux_server_eligible"
 	mServerWeight             = "fwdmux_server_weight"
 	mServerStandby            = "fwdmux_server_standby"
 	mServerPhi                = "fwdmux_server_phi"

@@ -143,6 +143,8 @@ func (s *Server) auth(next http.Handler) http.Handler {
 }
 
 // promLogger sends promhttp's errors to slog.
-type promLogger struct{ log interface{ Error(string, ...any) } }
+type promLogger struct {
+	log interface{ Error(string, ...any) }
+}
 
 func (l promLogger) Println(v ...any) { l.log.Error("metrics", "error", fmt.Sprint(v...)) }
