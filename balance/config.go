@@ -91,7 +91,7 @@ func (u UpstreamConfig) WithDefaults() UpstreamConfig {
 		t := true
 		u.RequireAck = &t
 	}
-	if u.SelfHostname == "" && u.SharedKey != "" {
+	if u.SelfHostname == "" {
 		if h, err := os.Hostname(); err == nil {
 			u.SelfHostname = h
 		}

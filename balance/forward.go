@@ -50,12 +50,14 @@ type conn struct {
 	load atomic.Int64  // routed and unresolved; only the dispatcher increments it
 	wake chan struct{} // one slot: queue has work
 	dead chan struct{} // closed by fail
+	// released is closed by fail once every chunk it took is back with the pool.
+	released chan struct{}
 
 	mu       sync.Mutex
 	closed   bool
 	err      error
 	queue    []*flight
-	inflight map[string]*flight // by chunk id option
+	inflight map[[24]byte]*flight // by chunk id option
 
 	gotAck atomic.Bool
 
@@ -75,7 +77,8 @@ func newConn(u *upstream, nc net.Conn, dec *wire.Decoder) *conn {
 		ackTimeout: u.pool.cfg.AckTimeout.D(),
 		wake:       make(chan struct{}, 1),
 		dead:       make(chan struct{}),
-		inflight:   make(map[string]*flight, u.pool.cfg.MaxInFlight),
+		released:   make(chan struct{}),
+		inflight:   make(map[[24]byte]*flight, u.pool.cfg.MaxInFlight),
 		bufs:       make(net.Buffers, 0, 3),
 	}
 }
@@ -115,6 +118,7 @@ func (c *conn) serve(ctx context.Context) bool {
 	c.writeLoop()
 	stop()
 	c.fail(errConnClosed)
+	<-c.released // fail may run on the AfterFunc goroutine: wait for its requeues
 	wg.Wait()
 	c.dec.Close()
 	return c.gotAck.Load()
@@ -138,7 +142,7 @@ func (c *conn) next() *flight {
 	if c.requireAck && len(c.inflight) == 0 {
 		_ = c.nc.SetReadDeadline(f.sent.Add(c.ackTimeout))
 	}
-	c.inflight[string(f.id[:])] = f
+	c.inflight[f.id] = f
 	return f
 }
 
@@ -159,7 +163,7 @@ func (c *conn) writeLoop() {
 			f.writing = false
 			closed, early := c.closed, f.acked
 			if !closed && !early && (err != nil || !c.requireAck) {
-				delete(c.inflight, string(f.id[:]))
+				delete(c.inflight, f.id)
 			}
 			cerr := c.err
 			c.mu.Unlock()
@@ -240,11 +244,16 @@ func (c *conn) readLoop() {
 			return
 		}
 		now := time.Now()
+		var key [24]byte
+		copy(key[:], id)
 		c.mu.Lock()
-		f := c.inflight[string(id)]
+		var f *flight
+		if len(id) == len(key) {
+			f = c.inflight[key]
+		}
 		early := false
 		if f != nil {
-			delete(c.inflight, string(id))
+			delete(c.inflight, key)
 			c.rearmLocked()
 			if f.writing {
 				f.acked, early = true, true // the writer resolves it when write returns
@@ -316,6 +325,7 @@ func (c *conn) fail(err error) {
 	for i := len(queued) - 1; i >= 0; i-- {
 		c.resolveFailed(queued[i], errNotSent)
 	}
+	close(c.released)
 }
 
 func (c *conn) resolveAcked(f *flight, now time.Time) {

@@ -36,6 +36,7 @@ type testServer struct {
 	noAck      atomic.Bool
 	ackDelay   atomic.Int64 // nanoseconds
 	closeAfter atomic.Int64 // close each connection after this many frames (0: never)
+	wrongAck   atomic.Bool  // ack every frame with an id that was never sent
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -49,11 +50,13 @@ type testServer struct {
 
 type serverOpt func(*testServer)
 
-func withSharedKey(k string) serverOpt     { return func(s *testServer) { s.sharedKey = k } }
-func withTLS(c *tls.Config) serverOpt      { return func(s *testServer) { s.tlsConf = c } }
-func withLight() serverOpt                 { return func(s *testServer) { s.light = true } }
-func withName(n string) serverOpt          { return func(s *testServer) { s.name = n } }
-func withAckDelay(d time.Duration) serverOpt { return func(s *testServer) { s.ackDelay.Store(int64(d)) } }
+func withSharedKey(k string) serverOpt { return func(s *testServer) { s.sharedKey = k } }
+func withTLS(c *tls.Config) serverOpt  { return func(s *testServer) { s.tlsConf = c } }
+func withLight() serverOpt             { return func(s *testServer) { s.light = true } }
+func withName(n string) serverOpt      { return func(s *testServer) { s.name = n } }
+func withAckDelay(d time.Duration) serverOpt {
+	return func(s *testServer) { s.ackDelay.Store(int64(d)) }
+}
 
 func newTestServer(t testing.TB, opts ...serverOpt) *testServer {
 	t.Helper()
@@ -202,16 +205,22 @@ func (s *testServer) serve(c net.Conn) {
 			record()
 			continue
 		}
+		// Record before acking: once the ack is out the client may finish the chunk
+		// and the test may look.
 		if d := time.Duration(s.ackDelay.Load()); d > 0 {
 			late.Go(func() {
 				time.Sleep(d)
 				wmu.Lock()
 				defer wmu.Unlock()
-				if _, err := c.Write(wire.AppendAck(nil, chunk)); err == nil {
-					record()
-				}
+				record()
+				_, _ = c.Write(wire.AppendAck(nil, chunk))
 			})
 			continue
+		}
+		if s.wrongAck.Load() {
+			chunk = []byte("bm90LXRoZS1jaHVuay1pZA==")
+		} else {
+			record()
 		}
 		wmu.Lock()
 		ackBuf = wire.AppendAck(ackBuf[:0], chunk)
@@ -220,7 +229,6 @@ func (s *testServer) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		record()
 	}
 }
 

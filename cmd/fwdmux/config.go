@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,7 +77,7 @@ func loadFile(path string) (Config, error) {
 	}
 	var probe map[string]any
 	if _, err := toml.Decode(string(data), &probe); err != nil {
-		return Config{}, tomlError(path, err)
+		return Config{}, tomlError(path, data, err)
 	}
 	if isHydra(probe) {
 		return loadHydra(path, data)
@@ -83,45 +85,111 @@ func loadFile(path string) (Config, error) {
 	var c Config
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
 	if err != nil {
-		return Config{}, tomlError(path, err)
+		return Config{}, tomlError(path, data, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		// Typos must not silently do nothing.
 		key := und[0]
-		return Config{}, &ConfigError{File: path, Line: lineOf(data, key), Key: key.String(), Msg: "unknown key" + suggest(key)}
+		line := lineOf(data, key)
+		return Config{}, &ConfigError{File: path, Line: line, Key: indexedKey(data, key.String(), line), Msg: "unknown key" + suggest(key)}
 	}
 	return c, nil
 }
 
-func tomlError(path string, err error) error {
+// tomlError turns a decode error into a *ConfigError with the key and its line. Parse
+// and text-unmarshal errors are toml.ParseError; type mismatches ("weight = \"x\"") are
+// plain errors of the form `toml: line N (last key "K"): ...`.
+func tomlError(path string, data []byte, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		key := pe.LastKey
 		msg := pe.Message
 		if msg == "" {
 			msg = pe.Error()
 		}
-		return &ConfigError{File: path, Line: pe.Position.Line, Key: key, Msg: msg}
+		line := pe.Position.Line
+		if line == 0 {
+			line = pe.Line
+		}
+		return &ConfigError{File: path, Line: line, Key: indexedKey(data, pe.LastKey, line), Msg: msg}
+	}
+	if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		if line == 0 && m[2] != "" {
+			line = lineOf(data, toml.Key(strings.Split(m[2], ".")))
+		}
+		return &ConfigError{File: path, Line: line, Key: indexedKey(data, m[2], line), Msg: m[3]}
 	}
 	return &ConfigError{File: path, Msg: err.Error()}
 }
 
-// lineOf finds the line where a key's last part is assigned or its table opens.
-func lineOf(data []byte, key toml.Key) int {
-	last := key[len(key)-1]
-	for i, line := range strings.Split(string(data), "\n") {
-		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, last) {
-			rest := strings.TrimSpace(strings.TrimPrefix(t, last))
-			if strings.HasPrefix(rest, "=") {
-				return i + 1
-			}
+var decodeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+
+// indexedKey names an entry of an array of tables by its index: "servers.weight" on a
+// line under the second [[servers]] becomes "servers[1].weight", as validate names it.
+func indexedKey(data []byte, key string, line int) string {
+	table, rest, ok := strings.Cut(key, ".")
+	if !ok || line <= 0 {
+		return key
+	}
+	n := 0
+	for i, l := range strings.Split(string(data), "\n") {
+		if i+1 > line {
+			break
 		}
-		if strings.Trim(t, "[] ") == key.String() {
-			return i + 1
+		if h, ok := tableHeader(l); ok && h == "[["+table+"]]" {
+			n++
 		}
 	}
-	return 0
+	if n == 0 {
+		return key
+	}
+	return fmt.Sprintf("%s[%d].%s", table, n-1, rest)
+}
+
+// tableHeader returns a line's "[table]" or "[[table]]" header without spaces.
+func tableHeader(line string) (string, bool) {
+	t := strings.TrimSpace(line)
+	if i := strings.Index(t, "#"); i >= 0 {
+		t = strings.TrimSpace(t[:i])
+	}
+	if !strings.HasPrefix(t, "[") || !strings.HasSuffix(t, "]") {
+		return "", false
+	}
+	return strings.ReplaceAll(t, " ", ""), true
+}
+
+// lineOf finds the line where a key is assigned in its table, or where its table
+// opens; the first assignment of its last part anywhere if the tables do not match.
+func lineOf(data []byte, key toml.Key) int {
+	last := key[len(key)-1]
+	want := strings.Join(key[:len(key)-1], ".")
+	table, first := "", 0
+	for i, line := range strings.Split(string(data), "\n") {
+		if h, ok := tableHeader(line); ok {
+			name := strings.Trim(h, "[]")
+			if name == key.String() {
+				return i + 1
+			}
+			table = name
+			continue
+		}
+		t := strings.TrimSpace(line)
+		t = strings.Trim(t, `"`) // a quoted key
+		if !strings.HasPrefix(t, last) {
+			continue
+		}
+		rest := strings.TrimSpace(strings.TrimLeft(strings.TrimPrefix(t, last), `"`))
+		if !strings.HasPrefix(rest, "=") {
+			continue
+		}
+		if table == want {
+			return i + 1
+		}
+		if first == 0 {
+			first = i + 1
+		}
+	}
+	return first
 }
 
 // suggest names the known key a typo was probably meant to be.
@@ -178,6 +246,12 @@ func (c *Config) defaults() {
 	if c.StateDir == "" {
 		c.StateDir = "./fwdmux-state"
 	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = conf.Duration(30 * time.Second)
 	}
@@ -185,6 +259,10 @@ func (c *Config) defaults() {
 	c.Ring = c.Ring.WithDefaults()
 	c.Forward = c.Forward.WithDefaults()
 	for i := range c.Servers {
+		if c.Servers[i].ID == "" {
+			// The same id the admin API would give it: URL-safe, stable across restarts.
+			c.Servers[i].ID = admin.ServerID(admin.ServerSpec{Address: strings.TrimSpace(c.Servers[i].Address)})
+		}
 		c.Servers[i] = c.Servers[i].WithDefaults()
 	}
 	c.Tail = c.Tail.WithDefaults()
@@ -229,7 +307,12 @@ func (c *Config) validate() error {
 	if c.DrainTimeout < 0 {
 		return &ConfigError{Key: "drain_timeout", Msg: "must be >= 0"}
 	}
-	if err := fe("listener", c.Listener.Validate()); err != nil {
+	lc := c.Listener
+	if lc.Addr == listenOff {
+		// "off" disables the listener; the rest of its table must still be sound.
+		lc.Addr = "127.0.0.1:0"
+	}
+	if err := fe("listener", lc.Validate()); err != nil {
 		return err
 	}
 	if err := fe("ring", c.Ring.Validate()); err != nil {
@@ -384,6 +467,9 @@ func buildConfig(o options, lookupEnv func(string) (string, bool)) (Config, erro
 		var ce *ConfigError
 		if errors.As(err, &ce) && o.config != "" && ce.File == "" {
 			ce.File = o.config
+			if !c.hydra {
+				ce.Line = lineOfValidated(o.config, ce.Key)
+			}
 		}
 		return Config{}, err
 	}
@@ -394,3 +480,55 @@ func buildConfig(o options, lookupEnv func(string) (string, bool)) (Config, erro
 func tomlKeys(v any) []string {
 	return slices.Sorted(slices.Values(structTags(v)))
 }
+
+// lineOfValidated finds the line of a key validate named ("servers[1].weight",
+// "listener.addr") in the file, or 0 when the value came from a default, the
+// environment or a flag.
+func lineOfValidated(path, key string) int {
+	data, err := os.ReadFile(path)
+	if err != nil || key == "" {
+		return 0
+	}
+	m := validatedKeyRE.FindStringSubmatch(key)
+	if m == nil {
+		return 0
+	}
+	table, idx, field := m[1], -1, m[3]
+	if m[2] != "" {
+		idx, _ = strconv.Atoi(m[2])
+	}
+	if table == "" { // a top-level key
+		table, field = field, ""
+		if i := strings.Index(table, "."); i >= 0 {
+			table, field = table[:i], table[i+1:]
+		}
+		if field == "" {
+			return lineOf(data, toml.Key{table})
+		}
+	}
+	if i := strings.IndexAny(field, ".["); i >= 0 { // types.x, allow_paths[0]
+		field = field[:i]
+	}
+	cur, n := "", -1
+	for i, l := range strings.Split(string(data), "\n") {
+		if h, ok := tableHeader(l); ok {
+			cur = strings.Trim(h, "[]")
+			if h == "[["+table+"]]" {
+				n++
+			}
+			continue
+		}
+		if cur != table || (idx >= 0 && n != idx) {
+			continue
+		}
+		t := strings.TrimSpace(l)
+		if rest, ok := strings.CutPrefix(t, field); ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// validatedKeyRE splits "servers[1].weight" into servers, 1, weight and "listener.addr"
+// into listener, "", addr; a bare "log_level" lands in the third group.
+var validatedKeyRE = regexp.MustCompile(`^(?:([a-z_]+)(?:\[(\d+)\])?\.)?([a-z_][a-z_.\[\]0-9]*)$`)

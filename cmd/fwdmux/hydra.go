@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/BurntSushi/toml"
 
@@ -51,10 +51,15 @@ type hydraHostPort struct {
 	MaxBufferMessages int
 }
 
-// isHydra: hydra's keys are CamelCase, fwdmux's are snake_case.
+// hydraKeys are fluent-agent-hydra's top-level keys.
+var hydraKeys = []string{"TagPrefix", "FieldName", "ReadBufferSize", "ServerRoundRobin", "SubSecondTime", "Servers", "Logs", "Receiver", "Monitor"}
+
+// isHydra: a file with one of hydra's top-level keys is hydra's (fwdmux's keys are
+// snake_case). A capitalised typo in fwdmux's schema ("State_dir") is not enough: it
+// must stay an unknown-key error, not turn the whole file into a hydra config.
 func isHydra(probe map[string]any) bool {
 	for k := range probe {
-		if k != "" && unicode.IsUpper(rune(k[0])) {
+		if slices.Contains(hydraKeys, k) {
 			return true
 		}
 	}
@@ -67,7 +72,7 @@ func loadHydra(path string, data []byte) (Config, error) {
 	var h hydraConfig
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&h)
 	if err != nil {
-		return Config{}, tomlError(path, err)
+		return Config{}, tomlError(path, data, err)
 	}
 	c := Config{hydra: true}
 	for _, k := range md.Undecoded() {
