@@ -33,6 +33,7 @@ type Decoder struct {
 	err   error
 	jbuf  []byte // JSON frame converted to msgpack
 	jlen  int    // wire size of the last JSON frame
+	last  int    // size of the last object framed, to size the buffer
 }
 
 // NewDecoder returns a decoder reading from r. Zero fields of lim take defaults.
@@ -63,8 +64,11 @@ func (d *Decoder) fill(need int) error {
 	if d.start == d.end && d.start > 0 {
 		d.off += int64(d.start)
 		d.start, d.end = 0, 0
-		if cap(d.buf) > 4*initialBuf {
-			d.buf = nil // a huge frame passed: do not keep its buffer for an idle connection
+		if cap(d.buf) > 4*initialBuf && cap(d.buf) > 4*d.last {
+			// A frame far larger than the current traffic passed: do not keep its
+			// buffer. A connection that keeps sending large frames keeps its buffer
+			// (dropping it every frame would allocate it again every frame).
+			d.buf = nil
 		}
 	}
 	want := max(need, d.end-d.start+readChunk)
@@ -136,6 +140,7 @@ func (d *Decoder) NextRaw() ([]byte, error) {
 		}
 		if done {
 			b := d.buf[d.start : d.start+d.sc.pos]
+			d.last = d.sc.pos
 			d.start += d.sc.pos
 			return b, nil
 		}
@@ -223,6 +228,7 @@ func (d *Decoder) nextJSON() ([]byte, error) {
 			frame := d.buf[d.start : d.start+d.js.pos]
 			base := d.Offset()
 			d.jlen = len(frame)
+			d.last = len(frame)
 			d.start += d.js.pos
 			out, err := jsonFrameToMsgpack(d.jbuf[:0], frame, d.lim.MaxDepth)
 			if err != nil {

@@ -248,3 +248,28 @@ func TestDecoderEverySplitPoint(t *testing.T) {
 		}
 	}
 }
+
+func TestSkip(t *testing.T) {
+	objs := []string{"00", "ff", "c0", "a3616263", "d90161", "92 01 81 a161 c3", "dc0002 01 02", "de0001 a161 91 00",
+		"c70800 0000000000000000", "d8 01 00000000000000000000000000000000", "cb 0000000000000000", e1, e2, e3, e4, e6}
+	for _, o := range objs {
+		b := hx(o)
+		n, err := skip(append(b, 0x01, 0x02))
+		if err != nil || n != len(b) {
+			t.Errorf("skip(%s) = %d, %v; want %d", o, n, err, len(b))
+		}
+		for cut := range len(b) {
+			if _, err := skip(b[:cut]); err == nil {
+				t.Errorf("skip(%s cut at %d): no error", o, cut)
+			}
+		}
+	}
+	if _, err := skip(hx("92 c1 01")); err != errPrefix {
+		t.Errorf("invalid prefix: %v", err)
+	}
+	// Nesting costs no stack.
+	deep := append(bytes.Repeat([]byte{0x91}, 1<<20), 0x01)
+	if n, err := skip(deep); err != nil || n != len(deep) {
+		t.Errorf("deep: %d %v", n, err)
+	}
+}

@@ -97,7 +97,8 @@ type Parser struct {
 	inflate []byte
 	gz      *gzip.Reader
 	zs      *zstd.Decoder
-	br      bytes.Reader
+	br      bytes.Reader // gzip input
+	zbr     bytes.Reader // zstd input
 }
 
 // NewParser returns a parser with the given limits (zero fields take defaults).
@@ -307,7 +308,7 @@ func (p *Parser) entries(b []byte, count int, base int64, f *Frame) ([]byte, err
 // well-formed object that is not a valid event; err is set when b is not msgpack.
 func entry(b []byte) (ok bool, rest []byte, err error) {
 	if len(b) > 0 && b[0] == 0x92 {
-		// The common case, walked without msgp's generic Skip for the time.
+		// The common case: the time walked by hand, the record by skip.
 		t := b[1:]
 		var tEnd int
 		switch {
@@ -321,26 +322,28 @@ func entry(b []byte) (ok bool, rest []byte, err error) {
 		if tEnd > 0 {
 			r := t[tEnd:]
 			if len(r) > 0 && (r[0]&0xf0 == 0x80 || r[0] == 0xde || r[0] == 0xdf) {
-				rest, err = msgp.Skip(r)
-				return err == nil, rest, err
+				n, err := skip(r)
+				if err != nil {
+					return false, b, err
+				}
+				return true, r[n:], nil
 			}
 		}
 	}
-	rest, err = msgp.Skip(b)
+	n, err := skip(b)
 	if err != nil {
 		return false, b, err
 	}
-	obj := b[:len(b)-len(rest)]
-	n, body, err := msgp.ReadArrayHeaderBytes(obj)
-	if err != nil || n != 2 {
+	obj, rest := b[:n], b[n:]
+	cnt, body, err := msgp.ReadArrayHeaderBytes(obj)
+	if err != nil || cnt != 2 {
 		return false, rest, nil
 	}
-	r2, _ := msgp.Skip(body)
-	tm := body[:len(body)-len(r2)]
-	if !validTime(tm) {
+	tn, _ := skip(body) // cannot fail: obj is complete
+	if !validTime(body[:tn]) {
 		return false, rest, nil
 	}
-	return msgp.NextType(r2) == msgp.MapType, rest, nil
+	return msgp.NextType(body[tn:]) == msgp.MapType, rest, nil
 }
 
 // validTime accepts an integer, an EventTime (ext 0, 8 bytes, fixext8 or ext8), or the
@@ -572,7 +575,8 @@ func (p *Parser) unzstd(src []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if err := p.zs.Reset(bytes.NewReader(src)); err != nil {
+	p.zbr.Reset(src)
+	if err := p.zs.Reset(&p.zbr); err != nil {
 		return nil, err
 	}
 	return p.readLimited(p.zs)

@@ -25,17 +25,17 @@ const (
 	e6 = "92 cf 000000006553f104 80"
 
 	// Well-formed but invalid entries.
-	iFloat    = "92 cb 41d954fc40000000 81a16ba176" // float time
-	iNotMap   = "92 01 a178"                        // record is a string
-	iThree    = "93 01 80 80"                       // 3-element entry
-	iExt1     = "92 d701 6553f100 00000000 80"      // ext type 1, not EventTime
+	iFloat    = "92 cb 41d954fc40000000 81a16ba176"  // float time
+	iNotMap   = "92 01 a178"                         // record is a string
+	iThree    = "93 01 80 80"                        // 3-element entry
+	iExt1     = "92 d701 6553f100 00000000 80"       // ext type 1, not EventTime
 	iMeta     = "92 92 d700 6553f100 00000000 01 80" // v1.5 metadata not a map
-	iScalar   = "01"                                // not an array
+	iScalar   = "01"                                 // not an array
 	iNilTime  = "92 c0 80"
 	iStrTime  = "92 a131 80"
 	iOne      = "91 01"
-	iExt8Len4 = "92 c70400 00000000 80"  // ext8 type 0 but 4 bytes
-	iMsgTime  = "92 d6ff 6553f100 80"    // msgpack timestamp (ext -1), not EventTime
+	iExt8Len4 = "92 c70400 00000000 80"                 // ext8 type 0 but 4 bytes
+	iMsgTime  = "92 d6ff 6553f100 80"                   // msgpack timestamp (ext -1), not EventTime
 	iV15Three = "92 93 d700 6553f100 00000000 80 80 80" // v1.5 time of 3 elements
 
 	// option fragments

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -152,7 +153,8 @@ func readKind(b []byte, want string, minN, maxN uint32) (uint32, []byte, error) 
 	return n, rest, nil
 }
 
-// ParseHelo decodes a HELO. Errors are *DecodeError with the offset in b.
+// ParseHelo decodes a HELO. The slices in the result point into b. Errors are
+// *DecodeError with the offset in b.
 func ParseHelo(b []byte) (Helo, error) {
 	var h Helo
 	at := func(r []byte) int { return len(b) - len(r) }
@@ -192,7 +194,8 @@ func ParseHelo(b []byte) (Helo, error) {
 	return h, nil
 }
 
-// ParsePing decodes a PING. Errors are *DecodeError with the offset in b.
+// ParsePing decodes a PING. The slices in the result point into b. Errors are
+// *DecodeError with the offset in b.
 func ParsePing(b []byte) (Ping, error) {
 	var p Ping
 	_, rest, err := readKind(b, "PING", 6, 6)
@@ -210,7 +213,8 @@ func ParsePing(b []byte) (Ping, error) {
 	return p, nil
 }
 
-// ParsePong decodes a PONG. Errors are *DecodeError with the offset in b.
+// ParsePong decodes a PONG. The slices in the result point into b. Errors are
+// *DecodeError with the offset in b.
 func ParsePong(b []byte) (Pong, error) {
 	var p Pong
 	at := func(r []byte) int { return len(b) - len(r) }
@@ -329,6 +333,9 @@ func ClientHandshake(dec *Decoder, w io.Writer, a ClientAuth) (string, error) {
 	if err != nil {
 		return "", shift(err, base)
 	}
+	// helo's slices point into the decoder's buffer, which reading the PONG reuses.
+	nonce := bytes.Clone(helo.Nonce)
+	authSalt := bytes.Clone(helo.Auth)
 	rnd := a.Rand
 	if rnd == nil {
 		rnd = rand.Reader
@@ -340,11 +347,11 @@ func ClientHandshake(dec *Decoder, w io.Writer, a ClientAuth) (string, error) {
 	p := Ping{
 		Hostname:      []byte(a.Hostname),
 		SharedKeySalt: salt,
-		SharedKeyHex:  []byte(SharedKeyDigest(salt, []byte(a.Hostname), helo.Nonce, []byte(a.SharedKey))),
+		SharedKeyHex:  []byte(SharedKeyDigest(salt, []byte(a.Hostname), nonce, []byte(a.SharedKey))),
 	}
-	if len(helo.Auth) > 0 {
+	if len(authSalt) > 0 {
 		p.Username = []byte(a.Username)
-		p.PasswordDigest = []byte(PasswordDigest(helo.Auth, []byte(a.Username), []byte(a.Password)))
+		p.PasswordDigest = []byte(PasswordDigest(authSalt, []byte(a.Username), []byte(a.Password)))
 	}
 	if _, err := w.Write(AppendPing(nil, p)); err != nil {
 		return "", fmt.Errorf("write PING: %w", err)
@@ -363,7 +370,7 @@ func ClientHandshake(dec *Decoder, w io.Writer, a ClientAuth) (string, error) {
 	if string(pong.Hostname) == a.Hostname {
 		return "", &DecodeError{Offset: base, Err: ErrHandshake, Detail: fmt.Sprintf("server hostname %q equals ours: a forwarding loop", pong.Hostname)}
 	}
-	want := SharedKeyDigest(salt, pong.Hostname, helo.Nonce, []byte(a.SharedKey))
+	want := SharedKeyDigest(salt, pong.Hostname, nonce, []byte(a.SharedKey))
 	if subtle.ConstantTimeCompare([]byte(want), pong.Digest) != 1 {
 		return "", authErr(base, "server's shared_key digest does not match")
 	}

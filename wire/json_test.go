@@ -1,7 +1,7 @@
 package wire
 
 import (
-	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -55,16 +55,12 @@ func TestDecoderJSON(t *testing.T) {
 		w.Bytes = len(strings.TrimLeft(fr.json, " \t\r\n"))
 		want = append(want, w)
 	}
-	for name, r := range map[string]func() *bytes.Reader{"whole": nil, "one byte": nil} {
-		_ = r
+	for name, r := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return strings.NewReader(stream) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(strings.NewReader(stream)) },
+	} {
 		t.Run(name, func(t *testing.T) {
-			var got []snap
-			var err error
-			if name == "whole" {
-				got, err = decodeAll(strings.NewReader(stream), Limits{})
-			} else {
-				got, err = decodeAll(iotest.OneByteReader(strings.NewReader(stream)), Limits{})
-			}
+			got, err := decodeAll(r(), Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,9 @@
 package wire
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"errors"
+)
 
 // scanner finds the end of one msgpack object in a stream that arrives in pieces. It
 // keeps its place across calls, so a frame delivered in many reads is scanned once,
@@ -143,4 +146,46 @@ func header(b []byte) (hdr, payload, elems int, ok, bad bool) {
 		return 5, 0, 2 * int(binary.BigEndian.Uint32(b[1:])), true, false
 	}
 	return 0, 0, 0, false, true
+}
+
+var (
+	errShort  = errors.New("too few bytes left to read object")
+	errPrefix = errors.New("invalid msgpack prefix 0xc1")
+)
+
+// skip returns the length of the complete msgpack object at b[0]. It walks nested
+// containers with a counter instead of recursion (no stack growth for hostile
+// nesting, and faster than msgp.Skip on records): fixints and fixstrs, the bulk of a
+// record, take the short path.
+func skip(b []byte) (int, error) {
+	pos, pending := 0, 1
+	for pending > 0 {
+		if pos >= len(b) {
+			return 0, errShort
+		}
+		c := b[pos]
+		switch {
+		case c <= 0x7f || c >= 0xe0: // fixint
+			pos++
+			pending--
+			continue
+		case c >= 0xa0 && c <= 0xbf: // fixstr
+			pos += 1 + int(c&0x1f)
+			pending--
+			continue
+		}
+		hdr, payload, elems, ok, bad := header(b[pos:])
+		if bad {
+			return 0, errPrefix
+		}
+		if !ok {
+			return 0, errShort
+		}
+		pos += hdr + payload
+		pending += elems - 1
+	}
+	if pos > len(b) {
+		return 0, errShort
+	}
+	return pos, nil
 }

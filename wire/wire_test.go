@@ -176,20 +176,29 @@ func writeCorpus(t *testing.T, fuzzName, name string, data []byte) {
 
 func readCorpus(t *testing.T, fuzzName, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "fuzz", fuzzName, name))
+	b, err := readCorpusFile(filepath.Join(fuzzName, name))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// readCorpusFile reads testdata/fuzz/<path>, a corpus file of one []byte value.
+func readCorpusFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join("testdata", "fuzz", path))
+	if err != nil {
+		return nil, err
+	}
 	s, ok := strings.CutPrefix(string(b), "go test fuzz v1\n[]byte(")
 	if !ok {
-		t.Fatalf("%s: not a corpus file", name)
+		return nil, fmt.Errorf("%s: not a corpus file", path)
 	}
 	s = strings.TrimSuffix(strings.TrimSpace(s), ")")
 	v, err := strconv.Unquote(s)
 	if err != nil {
-		t.Fatalf("%s: %v", name, err)
+		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	return []byte(v)
+	return []byte(v), nil
 }
 
 func TestHelpers(t *testing.T) {
