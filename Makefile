@@ -39,8 +39,20 @@ tidy:
 	$(GO) mod tidy
 	git diff --exit-code go.mod go.sum
 
+PODMAN ?= podman
+# These flags are what works on Debian's podman without a systemd session or cgroup
+# delegation (CI, sandboxes); override PODMAN_FLAGS= on a regular workstation.
+PODMAN_FLAGS ?= --storage-driver=vfs --cgroup-manager=cgroupfs --events-backend=file --runtime=runc
+
+# FROM scratch has no shell: the root filesystem's few files are laid out here.
 image: build
-	podman build -t fwdmux:$(VERSION) -t fwdmux:latest .
+	rm -rf bin/rootfs
+	install -d bin/rootfs/etc/ssl/certs bin/rootfs/var/lib/fwdmux
+	printf 'root:x:0:0:root:/:/sbin/nologin\nfwdmux:x:65532:65532:fwdmux:/var/lib/fwdmux:/sbin/nologin\n' > bin/rootfs/etc/passwd
+	printf 'root:x:0:\nfwdmux:x:65532:\n' > bin/rootfs/etc/group
+	cp /etc/ssl/certs/ca-certificates.crt bin/rootfs/etc/ssl/certs/
+	$(PODMAN) $(PODMAN_FLAGS) build --network=none --pull=never --format docker \
+	  -t localhost/fwdmux:$(VERSION) -t localhost/fwdmux:latest .
 
 run: build
 	./$(BIN)

@@ -59,7 +59,7 @@ func TestCheck(t *testing.T) {
 		{
 			name: "invalid value: exit 1 naming the key",
 			args: []string{"check", "-c", invalid}, code: 1,
-			stderrHas: []string{"servers[1].weight", "1..1000", invalid + ":4:"},
+			stderrHas: []string{"servers[1].weight", "1..1000", invalid + ":5:"},
 		},
 		{
 			name: "missing file",

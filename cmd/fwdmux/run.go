@@ -287,7 +287,7 @@ wait:
 				a.reload(configFile)
 				continue
 			}
-			log.Info("shutting down: intake stopped, draining to upstreams", "signal", s.String(), "drain_timeout", a.cfg.DrainTimeout.D())
+			log.Info("shutting down: intake stopped, draining to upstreams", "signal", s.String(), "drain_timeout", a.cfg.DrainTimeout.String())
 			break wait
 		case runErr = <-errc:
 			log.Error("component failed, shutting down", "err", runErr)
