@@ -384,11 +384,20 @@ type ackWriter struct {
 	buf    []byte
 	failed bool
 	l      *Listener
+	// owed counts acks the client waits for: such a client is not idle.
+	owed atomic.Int64
+}
+
+// request registers an ack the client waits for; write pays it.
+func (w *ackWriter) request(id []byte, json bool) *ackReq {
+	w.owed.Add(1)
+	return &ackReq{w: w, id: append([]byte(nil), id...), json: json}
 }
 
 // write sends {"ack": id}, as JSON when the frame that asked for it was JSON. The
 // framing travels with each request: the writer is shared with other goroutines.
 func (w *ackWriter) write(id []byte, json bool) {
+	defer w.owed.Add(-1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.failed {
@@ -438,7 +447,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 		cancel()
 		if err != nil {
 			l.countErr("tls")
-			log.Warn("closing connection: TLS handshake failed", "reason", err)
+			log.Warn("closing connection: TLS handshake failed", "reason", "tls", "err", err)
 			return
 		}
 	}
@@ -450,7 +459,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 				return
 			}
 			l.countErr("handshake")
-			log.Warn("closing connection: handshake failed", "reason", err)
+			log.Warn("closing connection: handshake failed", "reason", "handshake", "err", err)
 			return
 		}
 		_ = c.SetDeadline(time.Time{})
@@ -515,6 +524,13 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 				if armedAt != framesSeen {
 					continue // activity since the deadline was set: re-arm
 				}
+				if aw.owed.Load() > 0 {
+					// The client is silent because it waits for our ack (a slow
+					// upstream with ack = "upstream"): not idle, and closing would
+					// only make it resend.
+					idleArmed = false
+					continue
+				}
 				l.countErr("idle_timeout")
 				log.Info("closing idle connection", "idle", idle)
 				return
@@ -537,14 +553,15 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 			l.invalid.Add(int64(f.Invalid))
 			l.countErr("invalid_event")
 		}
-		if f.Mode == 0 {
-			continue
-		}
 		var ack *ackReq
-		if f.Chunk != nil {
-			ack = &ackReq{w: aw, id: append([]byte(nil), f.Chunk...), json: f.JSON}
+		if f.Chunk != nil && f.Mode != 0 {
+			ack = aw.request(f.Chunk, f.JSON)
 		}
-		if f.Count > 0 {
+		switch {
+		case f.Mode == 0:
+			// A keep-alive: nothing to deliver, but it may be the last thing buffered,
+			// so it still reaches the drained-input flush below.
+		case f.Count > 0:
 			l.events.Add(int64(f.Count))
 			var done func(Outcome)
 			var early func()
@@ -558,7 +575,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 			if err := b.Add(ctx, f.Tag, f.Entries, f.Count, done, early); err != nil {
 				return // ctx ended while the ring was full; the deferred flush retries
 			}
-		} else if ack != nil {
+		case ack != nil:
 			ack.early() // nothing valid to deliver: ack so the client does not resend forever
 		}
 		if dec.Buffered() == 0 && b.Pending() {

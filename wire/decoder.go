@@ -188,6 +188,12 @@ func (d *Decoder) Next(f *Frame) error {
 		if d.mode == 2 {
 			f.JSON = true
 			f.Bytes = d.jlen // the JSON text, not its msgpack conversion
+		} else {
+			// Keep-alives already buffered behind the frame carry nothing: consume them
+			// now, so Buffered() says "drained" and the caller flushes without waiting.
+			for d.start < d.end && d.buf[d.start] == 0xc0 {
+				d.start++
+			}
 		}
 		return nil
 	}

@@ -75,7 +75,8 @@ func TestDecoderOffsetAndBuffered(t *testing.T) {
 	if err := d.Next(&f); err != nil {
 		t.Fatal(err)
 	}
-	if d.Offset() != int64(len(f1)) || d.Buffered() != len(stream)-len(f1) {
+	// The keep-alive behind frame 1 is consumed with it.
+	if d.Offset() != int64(len(f1))+1 || d.Buffered() != len(stream)-len(f1)-1 {
 		t.Fatalf("after frame 1: offset %d buffered %d", d.Offset(), d.Buffered())
 	}
 	if err := d.Next(&f); err != nil {
@@ -271,5 +272,25 @@ func TestSkip(t *testing.T) {
 	deep := append(bytes.Repeat([]byte{0x91}, 1<<20), 0x01)
 	if n, err := skip(deep); err != nil || n != len(deep) {
 		t.Errorf("deep: %d %v", n, err)
+	}
+}
+
+// A keep-alive right behind a frame must not make the stream look busy: a caller that
+// flushes when Buffered() is 0 would otherwise hold the frame's events until its timer.
+func TestKeepAliveAfterFrameLeavesNothingBuffered(t *testing.T) {
+	entry := AppendEntry(nil, AppendEventTime(nil, 1, 2), []byte{0x81, 0xa1, 'k', 0xa1, 'v'})
+	stream := AppendPackedForward(nil, "t", entry, 1, nil)
+	stream = append(stream, 0xc0, 0xc0)
+	dec := NewDecoder(bytes.NewReader(stream), Limits{})
+	defer dec.Close()
+	var f Frame
+	if err := dec.Next(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Count != 1 || dec.Buffered() != 0 {
+		t.Fatalf("count %d buffered %d, want 1 and 0", f.Count, dec.Buffered())
+	}
+	if err := dec.Next(&f); err != io.EOF {
+		t.Fatalf("next: %v, want io.EOF", err)
 	}
 }
