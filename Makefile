@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 PKG_FUZZ := ./wire ./tail
 
-.PHONY: build test fuzz bench generate tidy image run soak clean
+.PHONY: build test fuzz bench bench-micro generate tidy image run soak clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/fwdmux
@@ -27,9 +27,20 @@ fuzz:
 	  done; \
 	done
 
-# Micro benchmarks of the hot paths (one core), then the end-to-end harness.
-bench:
+# End to end: the real binary (GOMAXPROCS=1) against the bench sink, one row per
+# scenario, JSON in bench-results/. QUICK=1 runs each scenario for a few seconds.
+# Fails only when a scenario lost events, never on a time figure.
+bench: build
+	mkdir -p bench-results
+	FWDMUX_BIN=$(CURDIR)/$(BIN) $(GO) run ./cmd/fwdbench $(if $(QUICK),-quick) -json bench-results/bench.json
+
+# Micro benchmarks of the hot paths, one core.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./wire ./proxy ./tail ./balance
+
+# The no-loss suite with long runs and higher rates (about 10 minutes).
+soak:
+	FWDMUX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run . ./internal/e2e | grep -E '^(RESULT|---|ok|FAIL|PASS)'
 
 generate:
 	$(GO) generate ./...
