@@ -24,7 +24,8 @@ import (
 	"github.com/fwdmux/fwdmux/wire"
 )
 
-func newRing() *proxy.Ring { return proxy.NewRing(proxy.RingConfig{}) }
+// newRing counts chunks one by one: these tests reason about chunks, so merging is off.
+func newRing() *proxy.Ring { return proxy.NewRing(proxy.RingConfig{CoalesceBytes: -1}) }
 
 // drain closes intake and waits for Run to return nil with everything acked.
 func drain(t *testing.T, ring *proxy.Ring, r *running, pr *producer, chunks int) {

@@ -50,6 +50,7 @@ type Chunk struct {
 	done      atomic.Bool
 	release   func(*Chunk) // set by the ring: returns the chunk's bytes to the budget
 	buf       *[]byte      // pooled backing buffer, returned after Done
+	parts     []*Chunk     // the queued chunks a merged chunk was built from
 }
 
 // idPrefix makes chunk ids unique across processes; the counter makes them unique

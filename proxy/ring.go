@@ -32,6 +32,10 @@ type RingConfig struct {
 	MaxBytes int64 `toml:"max_bytes" json:"max_bytes"`
 	// MaxChunks bounds the number of chunks accepted and not yet finished (default 4096).
 	MaxChunks int `toml:"max_chunks" json:"max_chunks"`
+	// CoalesceBytes merges small queued chunks of one tag, up to this size, when the
+	// output takes them, so a slow upstream still gets full chunks (default 1 MiB;
+	// a negative value disables merging).
+	CoalesceBytes int `toml:"coalesce_bytes" json:"coalesce_bytes"`
 	// Overflow is what a full ring does: "block" (default, backpressure), "drop_oldest"
 	// or "drop_newest". Every dropped event is counted.
 	Overflow string `toml:"overflow" json:"overflow"`
@@ -47,6 +51,9 @@ func (c RingConfig) WithDefaults() RingConfig {
 	}
 	if c.Overflow == "" {
 		c.Overflow = OverflowBlock
+	}
+	if c.CoalesceBytes == 0 {
+		c.CoalesceBytes = 1 << 20
 	}
 	return c
 }
@@ -232,9 +239,57 @@ func (r *Ring) release(c *Chunk) {
 // TryGet returns the next queued chunk, or nil when none is queued.
 func (r *Ring) TryGet() *Chunk {
 	r.mu.Lock()
-	c := r.popLocked()
+	c, parts := r.takeLocked()
 	r.mu.Unlock()
-	return c
+	return merge(c, parts)
+}
+
+// takeLocked pops the head chunk and, when it is small, the chunks of the same tag
+// queued right behind it, up to CoalesceBytes. Producers flush the moment their input
+// drains, so a slow upstream sees many small chunks queue up; merging them when the
+// output takes them keeps each round trip full (batching from load, at the output).
+func (r *Ring) takeLocked() (*Chunk, []*Chunk) {
+	c := r.popLocked()
+	limit := r.cfg.CoalesceBytes
+	if c == nil || limit <= 0 || c.parts != nil || c.Bytes() >= limit/2 {
+		return c, nil
+	}
+	var parts []*Chunk
+	total := c.Bytes()
+	for r.head < len(r.queue) {
+		n := r.queue[r.head]
+		if n.Tag != c.Tag || n.parts != nil || total+n.Bytes() > limit {
+			break
+		}
+		parts = append(parts, r.popLocked())
+		total += n.Bytes()
+	}
+	return c, parts
+}
+
+// merge builds one chunk out of c and parts, outside the ring's lock. The parts keep
+// their budget in the ring and their producers' callbacks; finishing the merged chunk
+// finishes each of them with the same outcome.
+func merge(c *Chunk, parts []*Chunk) *Chunk {
+	if len(parts) == 0 {
+		return c
+	}
+	all := make([]*Chunk, 0, len(parts)+1)
+	all = append(all, c)
+	all = append(all, parts...)
+	m := NewPooledChunk(c.Tag)
+	m.Created = c.Created
+	for _, p := range all {
+		m.Data = append(m.Data, p.Data...)
+		m.Count += p.Count
+	}
+	m.parts = all
+	m.OnDone(func(o Outcome) {
+		for _, p := range all {
+			p.Done(o)
+		}
+	})
+	return m
 }
 
 // Get returns the next queued chunk, waiting for one. It returns ctx.Err() when ctx
@@ -244,10 +299,11 @@ func (r *Ring) TryGet() *Chunk {
 func (r *Ring) Get(ctx context.Context) (*Chunk, error) {
 	for {
 		r.mu.Lock()
-		c := r.popLocked()
+		c, parts := r.takeLocked()
 		more := r.head < len(r.queue)
 		closed := r.closed
 		r.mu.Unlock()
+		c = merge(c, parts)
 		if c != nil {
 			if more {
 				// The wake-up slot holds one token for any number of Puts: pass it

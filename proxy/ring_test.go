@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"slices"
 	"strings"
@@ -79,7 +80,7 @@ func TestRingConfig(t *testing.T) {
 // not finished still holds its slot.
 func TestRingBlocksWhenFullOfChunks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := NewRing(RingConfig{MaxChunks: 2})
+		r := NewRing(RingConfig{MaxChunks: 2, CoalesceBytes: -1})
 		mustPut(t, r, chunkOf("a", 10, 1))
 		mustPut(t, r, chunkOf("a", 10, 1))
 		third := putAsync(t.Context(), r, chunkOf("a", 10, 1))
@@ -290,7 +291,7 @@ func TestRingFIFOAndRequeue(t *testing.T) {
 
 // Requeue at the head of a queue whose head index is 0 and whose slice has grown.
 func TestRingRequeueIntoFullQueue(t *testing.T) {
-	r := NewRing(RingConfig{})
+	r := NewRing(RingConfig{CoalesceBytes: -1}) // counts chunks one by one
 	for i := range 2000 {
 		mustPut(t, r, chunkOf("x", 1, i))
 	}
@@ -484,7 +485,8 @@ func TestChunkIDsUnique(t *testing.T) {
 // Many producers and outputs at once, with a tiny ring: every chunk is delivered once
 // and the counters add up (run with -race).
 func TestRingConcurrent(t *testing.T) {
-	r := NewRing(RingConfig{MaxChunks: 4, MaxBytes: 4096})
+	// Chunk identity rides in Count here, so merging is off.
+	r := NewRing(RingConfig{MaxChunks: 4, MaxBytes: 4096, CoalesceBytes: -1})
 	const producers, each, outputs = 8, 500, 3
 	var got [producers * each]atomic.Int32
 	ctx := t.Context()
@@ -530,5 +532,68 @@ func TestRingConcurrent(t *testing.T) {
 	s := r.Stats()
 	if s.PutChunks != producers*each || s.DoneChunks != producers*each || s.Chunks != 0 || s.Bytes != 0 {
 		t.Errorf("stats = %+v", s)
+	}
+}
+
+// Small chunks of one tag that queue up behind a slow output leave as one chunk; its
+// outcome finishes every part, in order, and the budget is released part by part.
+func TestRingCoalescesSmallChunksOfOneTag(t *testing.T) {
+	r := NewRing(RingConfig{CoalesceBytes: 64})
+	var done []string
+	put := func(tag, data string) {
+		c := NewChunk(tag, []byte(data), 1)
+		c.OnDone(func(o Outcome) { done = append(done, tag+":"+data+":"+o.String()) })
+		if err := r.Put(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a", "1111")
+	put("a", "2222")
+	put("a", "3333")
+	put("b", "4444")
+	put("a", "5555")
+	m := r.TryGet()
+	if m == nil || m.Tag != "a" || string(m.Data) != "111122223333" || m.Count != 3 {
+		t.Fatalf("merged = %+v", m)
+	}
+	if st := r.Stats(); st.Chunks != 5 || st.Queued != 2 {
+		t.Fatalf("stats after merge: %+v", st)
+	}
+	m.Done(Acked)
+	want := []string{"a:1111:acked", "a:2222:acked", "a:3333:acked"}
+	if fmt.Sprint(done) != fmt.Sprint(want) {
+		t.Fatalf("done = %v, want %v", done, want)
+	}
+	if st := r.Stats(); st.Chunks != 2 || st.Bytes != 8 {
+		t.Fatalf("stats after done: %+v", st)
+	}
+	// A different tag stops the merge: order across tags is kept.
+	if b := r.TryGet(); b.Tag != "b" || b.Count != 1 {
+		t.Fatalf("second = %+v", b)
+	}
+	// A requeued merged chunk is taken back whole, not merged again.
+	r2 := NewRing(RingConfig{CoalesceBytes: 64})
+	for _, d := range []string{"x", "y"} {
+		if err := r2.Put(context.Background(), NewChunk("t", []byte(d), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m2 := r2.TryGet()
+	r2.Requeue(m2)
+	if err := r2.Put(context.Background(), NewChunk("t", []byte("z"), 1)); err != nil {
+		t.Fatal(err)
+	}
+	if again := r2.TryGet(); again != m2 {
+		t.Fatalf("requeued merged chunk not returned whole: %q", again.Data)
+	}
+	// Disabled: one chunk at a time.
+	r3 := NewRing(RingConfig{CoalesceBytes: -1})
+	for _, d := range []string{"x", "y"} {
+		if err := r3.Put(context.Background(), NewChunk("t", []byte(d), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := r3.TryGet(); string(c.Data) != "x" {
+		t.Fatalf("coalesce disabled but got %q", c.Data)
 	}
 }

@@ -61,13 +61,9 @@ func decodeChunk(t testing.TB, c *proxy.Chunk) []event {
 			t.Fatalf("entry time is not a fixext8 EventTime: % x", rest[:min(len(rest), 10)])
 		}
 		sec := uint32(rest[2])<<24 | uint32(rest[3])<<16 | uint32(rest[4])<<8 | uint32(rest[5])
-		v, rest, err := msgp.ReadIntfBytes(rest[10:])
+		rec, rest, err := readRecord(rest[10:])
 		if err != nil {
 			t.Fatalf("record: %v", err)
-		}
-		rec, ok := v.(map[string]any)
-		if !ok {
-			t.Fatalf("record is %T", v)
 		}
 		out = append(out, event{tag: c.Tag, sec: sec, record: rec})
 		b = rest
@@ -287,4 +283,56 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 
 func newTextLogger(w interface{ Write([]byte) (int, error) }) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&lockedWriter{w: w}, nil))
+}
+
+// waitReady waits until every target recovered its positions and scanned once: files
+// created after that are "created later".
+func waitReady(t testing.TB, m *Manager) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, tg := range m.targets {
+			select {
+			case <-tg.ready:
+			default:
+				return false
+			}
+		}
+		return m.runCtx != nil
+	}, "targets ready")
+}
+
+// waitSeqs waits until every number below n arrived, then reports what is missing.
+func waitSeqs(t testing.TB, d time.Duration, get func(string) map[int]int, prefix string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !complete(get(prefix), n) && time.Now().Before(deadline) {
+		<-tick.C
+	}
+	checkSeqs(t, get(prefix), n)
+}
+
+// readRecord decodes a record map pair by pair (msgp.ReadIntfBytes fails on a map with
+// duplicate keys, which a JSON line may have; the last one wins, as in encoding/json).
+func readRecord(b []byte) (map[string]any, []byte, error) {
+	n, b, err := msgp.ReadMapHeaderBytes(b)
+	if err != nil {
+		return nil, b, err
+	}
+	rec := make(map[string]any, n)
+	for i := uint32(0); i < n; i++ {
+		var k []byte
+		if k, b, err = msgp.ReadStringZC(b); err != nil {
+			return nil, b, err
+		}
+		var v any
+		if v, b, err = msgp.ReadIntfBytes(b); err != nil {
+			return nil, b, err
+		}
+		rec[string(k)] = v
+	}
+	return rec, b, nil
 }

@@ -297,17 +297,21 @@ func (m *Manager) Stats() []FileStats {
 	return out
 }
 
-// watch adds a directory watch for t; several targets may share a directory.
-func (m *Manager) watch(dir string, t *target) {
+// watch adds a directory watch for t; several targets may share a directory. It
+// reports whether events will arrive for the directory.
+func (m *Manager) watch(dir string, t *target) bool {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	ts := m.dirs[dir]
+	ok := m.watcher != nil
 	if len(ts) == 0 && m.watcher != nil {
 		if err := m.watcher.Add(dir); err != nil {
 			m.log.Warn("cannot watch directory; polling it", "dir", dir, "err", err)
+			ok = false
 		}
 	}
 	m.dirs[dir] = append(ts, t)
+	return ok
 }
 
 func (m *Manager) unwatch(dir string, t *target) {

@@ -57,7 +57,7 @@ func TestFollowLinesPartialAndCRLF(t *testing.T) {
 		return len(st) == 1 && st[0].CommittedOffset == st[0].Size
 	}, "committed to the end")
 	st := m.Stats()[0]
-	if st.Lines != 5 || st.Target != info.ID || st.LagBytes != 0 || st.State != "following" {
+	if st.Lines != 4 || st.Target != info.ID || st.LagBytes != 0 || st.State != "following" {
 		t.Fatalf("stats %+v", st)
 	}
 	ti, ok := m.Target(info.ID)
@@ -79,7 +79,7 @@ func TestReadFromHeadDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	runManager(t, m)
-	eventually(t, 5*time.Second, func() bool { return len(m.Stats()) == 1 }, "old file followed")
+	waitReady(t, m)
 	// A file created after start is read from its head; the old one from its end.
 	os.WriteFile(filepath.Join(dir, "new.log"), []byte("new-0\n"), 0o644)
 	f, _ := os.OpenFile(old, os.O_APPEND|os.O_WRONLY, 0)
@@ -110,6 +110,7 @@ func TestFileCreatedLaterAndGlobPickup(t *testing.T) {
 		t.Fatal(err)
 	}
 	runManager(t, m)
+	waitReady(t, m)
 	start := time.Now()
 	os.MkdirAll(filepath.Join(sub, "a", "b"), 0o755)
 	os.WriteFile(filepath.Join(dir, "later.log"), []byte("later-0\n"), 0o644)
@@ -299,13 +300,13 @@ func TestBackpressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runManager(t, m)
-	eventually(t, 5*time.Second, func() bool { return ring.Stats().Chunks == 4 }, "ring full")
+	eventually(t, 5*time.Second, func() bool { return ring.Stats().Chunks >= 3 }, "ring full")
 	// Let a blocked tailer try to read more: it must not.
 	before := m.Stats()[0].ReadOffset
 	tick := time.NewTimer(200 * time.Millisecond)
 	<-tick.C
 	st := m.Stats()[0]
-	if st.ReadOffset != before || st.ReadOffset > 256<<10 {
+	if st.ReadOffset != before || st.ReadOffset > 256<<10 || ring.Stats().Chunks > 4 {
 		t.Fatalf("read on while the ring was full: %d -> %d of %d", before, st.ReadOffset, st.Size)
 	}
 	// Drain it now: consume and ack everything, the file is read to its end.
@@ -390,18 +391,17 @@ func TestPositionWriteFailureKeepsTailing(t *testing.T) {
 	if _, err := m.Add(TargetConfig{Path: path, Tag: "a", ReadFromHead: yes()}); err != nil {
 		t.Fatal(err)
 	}
-	stop := runManager(t, m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
 	for i := 0; i < 5; i++ {
 		w.write(10)
 		eventually(t, 5*time.Second, func() bool { return len(col.messages()) == (i+1)*10 }, "lines")
 	}
-	m2 := m
-	_ = m2
-	ctxStop := func() {
-		defer func() { recover() }()
-		stop()
+	cancel()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "missing-dir") {
+		t.Fatalf("Run: %v, want the failed final save", err)
 	}
-	ctxStop()
 	if n := strings.Count(logs.String(), "cannot save tail positions"); n != 1 {
 		t.Fatalf("logged %d times, want once per failure streak:\n%s", n, logs.String())
 	}

@@ -89,8 +89,13 @@ func parseTimeFormat(s string) (timeFormat, error) {
 // parse reads v as a time. It allocates only when the value carries a zone offset that
 // differs from the local one (time.FixedZone).
 func (f *timeFormat) parse(v []byte, now time.Time) (sec int64, nsec int64, ok bool) {
-	if f.unix || (f.auto && len(v) > 0 && (v[0] >= '0' && v[0] <= '9')) {
+	if f.unix {
 		return parseUnix(v)
+	}
+	if f.auto {
+		if sec, nsec, ok := parseUnix(v); ok {
+			return sec, nsec, true
+		}
 	}
 	t, err := time.ParseInLocation(f.layout, unsafeString(v), time.Local)
 	if err != nil {

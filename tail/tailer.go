@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"sync"
@@ -35,13 +36,14 @@ func idOf(fi os.FileInfo) (fileID, uint64) {
 // the read state and the chunk being filled; other goroutines only wake it, read its
 // atomic stats, or change the path it is known under.
 type tailer struct {
-	t     *target
-	tag   string
-	id    fileID
-	f     *os.File
-	entry *posEntry
-	tr    tracker
-	path  atomic.Pointer[string] // where the file is now (changes when a glob re-finds it)
+	t      *target
+	tag    string
+	id     fileID
+	f      *os.File
+	entry  *posEntry
+	tr     tracker
+	path   atomic.Pointer[string] // where the file is now (changes when a glob re-finds it)
+	exited atomic.Bool
 
 	wake   chan struct{} // one slot: something may have changed
 	cancel context.CancelFunc
@@ -65,6 +67,7 @@ type tailer struct {
 	mlEnd      int64
 	mlAt       time.Time
 	draining   bool
+	drainOnly  bool // started to drain a rotated file or a copy: never follows again
 	deadline   time.Time
 
 	st fileCounters
@@ -185,6 +188,9 @@ func (tl *tailer) finish(ctx context.Context) error {
 func (tl *tailer) checkRotation(log interface {
 	Info(string, ...any)
 }) {
+	if tl.drainOnly {
+		return
+	}
 	fi, err := os.Stat(tl.curPath())
 	same := err == nil && func() bool { id, _ := idOf(fi); return id == tl.id }()
 	if same {
@@ -214,15 +220,11 @@ func (tl *tailer) checkRotation(log interface {
 // it blocks in the sink's Put while the ring is full. At the end it flushes.
 func (tl *tailer) readAvailable(ctx context.Context) error {
 	for {
-		// The first bytes changed: truncated and written again past our offset before
-		// we looked (copytruncate under load). One 1 KiB pread per wake-up.
-		if tl.sigLen > 0 && tl.readOff > 0 {
-			if sig, n, err := signature(tl.f, tl.sigLen); err == nil && (n < tl.sigLen || sig != tl.sig) {
-				if err := tl.truncated(ctx, int64(n)); err != nil {
-					return err
-				}
-				continue
+		if !tl.checkSig() {
+			if err := tl.truncated(ctx, -1); err != nil {
+				return err
 			}
+			continue
 		}
 		size, err := tl.readToEnd(ctx)
 		if err != nil {
@@ -236,12 +238,32 @@ func (tl *tailer) readAvailable(ctx context.Context) error {
 			return err
 		}
 	}
-	if tl.sigLen < sigMax && tl.readOff > int64(tl.sigLen) {
-		if sig, n, err := signature(tl.f, int(min(tl.readOff, sigMax))); err == nil {
-			tl.sig, tl.sigLen = sig, n
-		}
-	}
 	return tl.flush(ctx)
+}
+
+// checkSig verifies, before reading, that the file still starts with the bytes our
+// signature covers, and extends the signature up to sigMax bytes. False means the file
+// was truncated and written again past our offset before we looked (copytruncate under
+// load). One pread of at most 1 KiB per wake-up.
+func (tl *tailer) checkSig() bool {
+	var buf [sigMax]byte
+	n, err := tl.f.ReadAt(buf[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return true // a read error shows up in the read that follows
+	}
+	if n < tl.sigLen {
+		return false // shorter than what we signed: truncated
+	}
+	h := fnv.New64a()
+	h.Write(buf[:tl.sigLen])
+	if tl.sigLen > 0 && h.Sum64() != tl.sig {
+		return false
+	}
+	if n > tl.sigLen {
+		h.Write(buf[tl.sigLen:n])
+		tl.sig, tl.sigLen = h.Sum64(), n
+	}
+	return true
 }
 
 // readToEnd reads until a read returns nothing and reports the file's size then.

@@ -29,12 +29,14 @@ type target struct {
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returned and every tailer stopped
+	ready  chan struct{} // closed after recovery and the first scan
 	rescan chan struct{} // one slot
 
 	mu      sync.Mutex
 	byPath  map[string]*tailer // the tailer following each path
 	byID    map[fileID]*tailer // every live tailer, following or draining
 	watched map[string]time.Time
+	blind   bool           // some directory has no working watch: poll every file every tick
 	wg      sync.WaitGroup // tailers
 }
 
@@ -47,6 +49,7 @@ func newTarget(m *Manager, cfg TargetConfig) (*target, error) {
 		m: m, cfg: cfg, parser: p,
 		log:     m.log.With("target", cfg.ID),
 		done:    make(chan struct{}),
+		ready:   make(chan struct{}),
 		rescan:  make(chan struct{}, 1),
 		byPath:  map[string]*tailer{},
 		byID:    map[fileID]*tailer{},
@@ -104,6 +107,7 @@ func (t *target) run(ctx context.Context) {
 	}
 	t.recover(ctx)
 	t.scan(ctx, !known)
+	close(t.ready)
 	tick := time.NewTicker(t.m.cfg.PollInterval.D())
 	defer tick.Stop()
 	for n := 1; ; n++ {
@@ -118,7 +122,15 @@ func (t *target) run(ctx context.Context) {
 			if t.dirPat || n%10 == 0 || t.dirsChanged() {
 				t.scan(ctx, false)
 			}
-			t.pollFiles()
+			// With working directory events the per-file stat poll is only a safety net
+			// (a missed event, an inotify queue overflow): every fifth tick. Without
+			// them it is how writes are seen: every tick.
+			t.mu.Lock()
+			blind := t.blind
+			t.mu.Unlock()
+			if blind || n%5 == 0 {
+				t.pollFiles()
+			}
 		}
 	}
 }
@@ -216,7 +228,7 @@ func (t *target) scan(ctx context.Context, initial bool) {
 		id, _ := idOf(fi)
 		t.mu.Lock()
 		cur, same := t.byPath[path], t.byID[id]
-		if cur != nil && cur.id == id {
+		if cur != nil && cur.id == id && !cur.exited.Load() {
 			t.mu.Unlock()
 			continue
 		}
@@ -275,7 +287,8 @@ func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e
 		t: t, tag: t.tagFor(entryPath), id: id, f: f, entry: e,
 		wake: make(chan struct{}, 1), eof: make(chan struct{}), after: after,
 		readOff: c.Offset, lineOff: c.Offset, emitEnd: c.Offset,
-		draining: draining,
+		draining: draining, drainOnly: draining,
+		sigLen: c.SigLen, sig: c.Sig,
 	}
 	tl.tr = tracker{pos: t.m.pos, entry: e}
 	tl.tr.flushed.Store(c.Offset)
@@ -302,11 +315,10 @@ func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e
 		if t.byID[id] == tl {
 			delete(t.byID, id)
 		}
-		for p, x := range t.byPath {
-			if x == tl {
-				delete(t.byPath, p)
-			}
+		if p := tl.curPath(); t.byPath[p] == tl {
+			delete(t.byPath, p)
 		}
+		tl.exited.Store(true) // a stale byPath entry under an older name is ignored
 		t.mu.Unlock()
 	})
 	return tl
@@ -400,7 +412,18 @@ func (t *target) recover(ctx context.Context) {
 			}
 			where := index(filepath.Dir(path))[e.key.id]
 			if where != "" && !sigMatches(where, c) {
-				where = "" // the inode was reused by another file
+				// Truncated (copytruncate) and then renamed: the lines after the committed
+				// offset are in the copy; what the inode holds now came after them.
+				if cp := findBySig(path, c.SigLen, c.Sig, c.Offset, e.key.id); cp != "" {
+					if fi, err := os.Stat(cp); err == nil {
+						id, _ := idOf(fi)
+						if ne := t.m.pos.put(posKey{t.cfg.ID, id}, path, *c); ne != e {
+							preds = append(preds, pred{cp, ne, id, fi.ModTime().Add(-time.Nanosecond)})
+						}
+					}
+				}
+				t.m.pos.commitTo(e, point{})
+				c = e.commit.Load()
 			}
 			if where == "" {
 				where = findBySig(path, c.SigLen, c.Sig, c.Offset, curID)
@@ -503,8 +526,10 @@ func (t *target) watchDirs(dirs []string) {
 		_, ok := t.watched[d]
 		t.watched[d] = fi.ModTime()
 		t.mu.Unlock()
-		if !ok {
-			t.m.watch(d, t)
+		if !ok && !t.m.watch(d, t) {
+			t.mu.Lock()
+			t.blind = true
+			t.mu.Unlock()
 		}
 	}
 }

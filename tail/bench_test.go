@@ -1,0 +1,109 @@
+package tail
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fwdmux/fwdmux/proxy"
+)
+
+// benchLines measures line splitting and record building into a chunk, the tailer's hot
+// path, on a 64 KiB buffer of lines as one read returns them.
+func benchLines(b *testing.B, cfg TargetConfig, line string) {
+	cfg.Path, cfg.Tag = "/var/log/app.log", "app"
+	cfg = cfg.WithDefaults()
+	m := &Manager{cfg: Config{}.WithDefaults(), sink: discardSink{}, log: slog.New(slog.DiscardHandler)}
+	tg, err := newTarget(m, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tl := &tailer{t: tg, tag: "app"}
+	p := "/var/log/app.log"
+	tl.path.Store(&p)
+	var buf []byte
+	n := 0
+	for len(buf)+len(line)+1 <= readBufSize {
+		buf = append(buf, line...)
+		buf = append(buf, '\n')
+		n++
+	}
+	tl.chunk = proxy.NewPooledChunk("app")
+	tl.chunk.Data = make([]byte, 0, 4<<20)
+	now := time.Now()
+	ctx := context.Background()
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tl.chunk.Data, tl.chunkN = tl.chunk.Data[:0], 0
+		if _, err := tl.lines(ctx, buf, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "lines/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+type discardSink struct{}
+
+func (discardSink) Put(ctx context.Context, c *proxy.Chunk) error { c.Done(proxy.Acked); return nil }
+
+func BenchmarkLineToChunk(b *testing.B) {
+	none := strings.Repeat("x", 60) + " 2024-03-12T06:25:24Z GET /index.html 200 5"
+	none = none[:100]
+	b.Run("none-100B", func(b *testing.B) { benchLines(b, TargetConfig{}, none) })
+	b.Run("ltsv", func(b *testing.B) {
+		benchLines(b, TargetConfig{Format: "ltsv"}, "host:10.0.0.1\tuser:-\tmethod:GET\tpath:/index.html\tstatus:200\tsize:5120\tua:curl/8.4.0")
+	})
+	b.Run("json", func(b *testing.B) {
+		benchLines(b, TargetConfig{Format: "json"}, `{"level":"info","msg":"request done","path":"/index.html","status":200,"dur":0.0123}`)
+	})
+	b.Run("nginx", func(b *testing.B) {
+		benchLines(b, TargetConfig{Format: "nginx"}, `93.184.216.34 - - [12/Mar/2024:06:25:24 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "curl/8.4.0"`)
+	})
+}
+
+// BenchmarkIdleFiles follows 10,000 idle files and reports the CPU the manager uses
+// per second of wall time (cpu%: 100 = one core).
+func BenchmarkIdleFiles(b *testing.B) {
+	const files = 10000
+	dir := b.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.Mkdir(logs, 0o755)
+	for i := 0; i < files; i++ {
+		os.WriteFile(filepath.Join(logs, fmt.Sprintf("f%05d.log", i)), []byte("x\n"), 0o644)
+	}
+	m, err := NewManager(Config{PositionFile: filepath.Join(dir, "pos.json")}, discardSink{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Add(TargetConfig{Path: filepath.Join(logs, "*.log"), Tag: "idle"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx) }()
+	eventually(b, 60*time.Second, func() bool { return len(m.Stats()) == files }, "all followed")
+	settle := time.NewTimer(2 * time.Second) // first position save, GC
+	<-settle.C
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var r0, r1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+		t0 := time.Now()
+		w := time.NewTimer(5 * time.Second)
+		<-w.C
+		syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+		cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+		b.ReportMetric(100*cpu.Seconds()/time.Since(t0).Seconds(), "cpu%")
+	}
+	b.StopTimer()
+	cancel()
+	<-done
+}
