@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"slices"
 )
 
@@ -103,7 +104,9 @@ func loadState(dir string) (*runtimeState, error) {
 	}
 	path := filepath.Join(dir, StateFile)
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// ENOTDIR: the state directory cannot exist, so nothing was ever saved; saving
+		// will fail with a clear error and the process keeps forwarding.
 		return st, nil
 	}
 	if err != nil {

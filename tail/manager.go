@@ -139,6 +139,39 @@ loop:
 	return nil
 }
 
+// WaitStarted blocks until Run has started and every target added so far has recovered
+// its files from the position file and made its first scan, or ctx ends. Until then,
+// lines written to a file that exists at start may land before the position the scan
+// takes for it (its end, without read_from_head): callers report readiness after this.
+func (m *Manager) WaitStarted(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		running := m.runCtx != nil || m.stopped
+		var readies []chan struct{}
+		for _, id := range m.order {
+			readies = append(readies, m.targets[id].ready)
+		}
+		m.mu.Unlock()
+		if running {
+			for _, r := range readies {
+				select {
+				case <-r:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
 // startLocked starts t's goroutine under Run's context. m.mu is held.
 func (m *Manager) startLocked(t *target) {
 	ctx, cancel := context.WithCancel(m.runCtx)

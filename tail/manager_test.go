@@ -406,3 +406,65 @@ func TestPositionWriteFailureKeepsTailing(t *testing.T) {
 		t.Fatalf("logged %d times, want once per failure streak:\n%s", n, logs.String())
 	}
 }
+
+// An unreadable position file must neither stop tailing nor skip lines: the file is put
+// aside and every file is read from its beginning (duplicates rather than loss), even
+// without read_from_head.
+func TestUnreadablePositionFileReadsFromHead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	w := newSeqWriter(t, path, "u")
+	defer w.close()
+	w.write(300)
+	cfg := fastConfig(dir)
+	if err := os.WriteFile(cfg.PositionFile, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	col := &collector{t: t}
+	m, err := NewManager(cfg, col, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewManager with a corrupt position file: %v", err)
+	}
+	if _, err := m.Add(TargetConfig{ID: "app", Path: path, Tag: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	stop := runManager(t, m)
+	defer stop()
+	waitSeqs(t, 5*time.Second, col.seqs, "u", 300)
+	if _, err := os.Stat(cfg.PositionFile + ".unreadable"); err != nil {
+		t.Errorf("corrupt position file not kept aside: %v", err)
+	}
+}
+
+// A state directory that cannot exist (its parent is a regular file): tailing goes on,
+// positions stay in memory.
+func TestPositionFileUnderARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fastConfig(dir)
+	cfg.PositionFile = filepath.Join(blocker, "state", "positions.json")
+	col := &collector{t: t}
+	m, err := NewManager(cfg, col, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewManager: %v", err)
+	}
+	path := filepath.Join(dir, "app.log")
+	w := newSeqWriter(t, path, "s")
+	defer w.close()
+	if _, err := m.Add(TargetConfig{ID: "app", Path: path, Tag: "app", ReadFromHead: yes()}); err != nil {
+		t.Fatal(err)
+	}
+	w.write(200)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	waitSeqs(t, 5*time.Second, col.seqs, "s", 200)
+	cancel()
+	// The final save fails, and Run says so; tailing was not affected.
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Run: %v, want the failed final save reported", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"sync/atomic"
 )
 
@@ -67,6 +68,10 @@ type positions struct {
 	saveMu  sync.Mutex    // one writer at a time; held across I/O, never with mu
 	savedAt uint64
 	failing bool
+	// allKnown: the position file exists but could not be read. Every target is then
+	// treated as having run before, so its files are read from the head: duplicates
+	// instead of the loss that "start at the end" would cause.
+	allKnown bool
 }
 
 // posFile is the position file's format (JSON, human readable, version 1).
@@ -96,18 +101,30 @@ func (p *positions) load() error {
 		return nil
 	}
 	b, err := os.ReadFile(p.file)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// Never written (ENOTDIR: the state directory cannot even exist, so nothing was
+		// ever saved there; saving will fail and say so, and tailing goes on).
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("positions %s: %w", p.file, err)
-	}
 	var f posFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("positions %s: %w", p.file, err)
+	if err == nil {
+		if err = json.Unmarshal(b, &f); err == nil && f.Version != 1 {
+			err = fmt.Errorf("unknown version %d", f.Version)
+		}
 	}
-	if f.Version != 1 {
-		return fmt.Errorf("positions %s: unknown version %d", p.file, f.Version)
+	if err != nil {
+		// Refusing to start would stop every log from flowing; starting as if new
+		// would skip what was written while we were down. Read everything again.
+		p.log.Error("position file unreadable: every file is read from its beginning (duplicates possible, nothing skipped)",
+			"file", p.file, "err", err)
+		if b != nil {
+			aside := p.file + ".unreadable"
+			if rerr := os.Rename(p.file, aside); rerr == nil {
+				p.log.Warn("unreadable position file kept for inspection", "file", aside)
+			}
+		}
+		p.allKnown = true
+		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -136,7 +153,7 @@ func (p *positions) knownTarget(target string) bool {
 	}
 	p.targets[target] = true
 	p.changed()
-	return false
+	return p.allKnown
 }
 
 func (p *positions) get(k posKey) *posEntry {

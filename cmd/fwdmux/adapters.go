@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fwdmux/fwdmux/admin"
@@ -251,11 +252,15 @@ func (s *statsAdapter) Snapshot() admin.Snapshot {
 
 // readiness: ready when the output can take events.
 type readiness struct {
-	pool   *balance.Pool
-	stdout bool
+	pool    *balance.Pool
+	stdout  bool
+	started *atomic.Bool // the tail targets made their first scan
 }
 
 func (r readiness) Ready() (bool, string) {
+	if r.started != nil && !r.started.Load() {
+		return false, "starting: tail targets not scanned yet"
+	}
 	if r.stdout {
 		return true, ""
 	}

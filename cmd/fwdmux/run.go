@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -126,6 +127,9 @@ type app struct {
 	stdout *proxy.Stdout
 	tail   *tail.Manager
 	api    *admin.Server
+	// started turns true once the tail targets made their first scan: /ready waits
+	// for it, so lines written after /ready answers 200 are never skipped.
+	started atomic.Bool
 
 	// config-sourced items currently applied, for SIGHUP diffs
 	mu         sync.Mutex
@@ -174,7 +178,7 @@ func build(cfg Config, log *slog.Logger, stdoutW io.Writer) (*app, error) {
 	}
 	stats := &statsAdapter{start: time.Now(), ln: a.ln, ring: a.ring, pool: pool, tail: tm}
 	srv := serversAdapter{p: pool}
-	ready := readiness{pool: pool}
+	ready := readiness{pool: pool, started: &a.started}
 	if cfg.Admin.Enabled() {
 		api, err := admin.New(cfg.Admin, admin.Deps{Targets: targetsAdapter{tm}, Servers: &srv, Stats: stats, Readiness: &ready, ConfigPaths: paths}, log)
 		if err != nil {
@@ -263,6 +267,14 @@ func (a *app) run(ctx context.Context, sigs chan os.Signal, configFile string) e
 			errc <- err
 		}
 	}()
+	// Tail targets present at start are positioned at their end (without
+	// read_from_head): announce readiness only once that position is taken.
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := a.tail.WaitStarted(wctx); err != nil {
+		log.Warn("tail targets still scanning after 30s; reporting ready anyway", "err", err)
+	}
+	wcancel()
+	a.started.Store(true)
 	outDone := make(chan struct{})
 	go func() {
 		defer close(outDone)

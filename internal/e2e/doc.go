@@ -7,5 +7,4 @@
 //
 // Sizes are small by default so the package fits in `make test`; FWDMUX_SOAK=1 runs
 // longer and faster (make soak). FWDMUX_BIN runs a prebuilt binary instead of building.
-// FWDMUX_E2E_BUGS=1 also runs the tests that demonstrate known bugs (they fail).
 package e2e

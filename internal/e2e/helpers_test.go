@@ -206,10 +206,3 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// knownBug skips a test that demonstrates a reported bug unless FWDMUX_E2E_BUGS=1.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("FWDMUX_E2E_BUGS") != "1" {
-		t.Skipf("known bug (FWDMUX_E2E_BUGS=1 runs it): %s", what)
-	}
-}

@@ -10,12 +10,12 @@ import (
 	"github.com/fwdmux/fwdmux/internal/bench"
 )
 
-// TestBugReadyBeforeTailScan: a file that exists (empty) when fwdmux starts, tailed
-// without read_from_head: lines written right after /ready answers 200 are skipped,
-// because the target's first scan (tail/target.go: start = fi.Size() when initial)
-// runs after readiness and the "fwdmux started" line.
-func TestBugReadyBeforeTailScan(t *testing.T) {
-	knownBug(t, "lines written just after /ready are skipped: the initial tail scan positions at EOF after readiness")
+// TestLinesRightAfterReadyAreTailed: a file that exists (empty) when fwdmux starts,
+// tailed without read_from_head, is positioned at its end by the target's first scan.
+// /ready must answer 200 only after that scan, or lines written right after it would be
+// skipped (a regression seen during development).
+func TestLinesRightAfterReadyAreTailed(t *testing.T) {
+
 	tr := bench.NewTracker()
 	s := newSink(t, tr)
 	logPath := filepath.Join(t.TempDir(), "app.log")
@@ -34,12 +34,12 @@ func TestBugReadyBeforeTailScan(t *testing.T) {
 	verify(t, "bug_ready_before_tail_scan", tr, bench.Sent{"file": 5000}, p)
 }
 
-// TestBugSlowAcksThroughput: an upstream that acks every chunk after 500ms. With the
-// default max_in_flight (8) fwdmux sends at most 16 chunks/s, and the tailer's chunks
-// stay tiny (flushed at every end of file), so a 5,000 lines/s file falls behind
-// without bound: queued chunks are not merged while they wait.
-func TestBugSlowAcksThroughput(t *testing.T) {
-	knownBug(t, "with 500ms acks throughput collapses to max_in_flight/RTT tiny chunks (~100 events/s)")
+// TestSlowAcksKeepUp: an upstream that acks every chunk after 500ms. The tailer flushes
+// a tiny chunk at every end of file; with max_in_flight 8 that would cap delivery at 16
+// tiny chunks/s. The ring merges queued chunks of one tag when the pool takes them, so a
+// 5,000 lines/s file keeps up.
+func TestSlowAcksKeepUp(t *testing.T) {
+
 	tr := bench.NewTracker()
 	s := newSink(t, tr)
 	s.SetAckDelay(500 * time.Millisecond)
@@ -54,7 +54,7 @@ func TestBugSlowAcksThroughput(t *testing.T) {
 	defer wcancel()
 	err := tr.Wait(wctx, sent)
 	r := tr.Report(sent)
-	t.Logf("RESULT case=bug_slow_acks_throughput sent=%d received=%d lost=%d dup=%d peak_rss_kb=%d", r.Sent, r.Received, r.Missing, r.Dup, p.PeakRSS())
+	t.Logf("RESULT case=slow_acks_keep_up sent=%d received=%d lost=%d dup=%d peak_rss_kb=%d", r.Sent, r.Received, r.Missing, r.Dup, p.PeakRSS())
 	if err != nil {
 		t.Errorf("3s of a 5,000 lines/s file not delivered 10s later with 500ms acks: %v", r)
 	}
