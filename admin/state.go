@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"slices"
+	"syscall"
 )
 
 // StateFile is the name of the runtime-changes file in Config.StateDir.

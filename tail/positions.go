@@ -12,8 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 )
 
 // sigMax is how many leading bytes identify a file's content beside its inode, as
