@@ -21,7 +21,7 @@ func newRegistry(s *Server) (*prometheus.Registry, error) {
 	return reg, nil
 }
 
-// metricDef is one fwdmux_* metric; metricDefs is the list METRICS.md documents (a test
+// metricDef is one fwdmux_* metric; metricDefs is the list the README documents (a test
 // holds the two together).
 type metricDef struct {
 	name   string

@@ -111,9 +111,9 @@ func processMetricsExpected() bool {
 	return err == nil
 }
 
-// TestMetricsDocumented holds METRICS.md and the collector together.
+// TestMetricsDocumented holds the README's metrics table and the collector together.
 func TestMetricsDocumented(t *testing.T) {
-	b, err := os.ReadFile("METRICS.md")
+	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +131,12 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 	for _, d := range metricDefs {
 		if !slices.Contains(names, d.name) {
-			t.Errorf("METRICS.md does not document %s", d.name)
+			t.Errorf("README.md does not document %s", d.name)
 		}
 	}
 	for _, n := range names {
 		if !slices.ContainsFunc(metricDefs, func(d metricDef) bool { return d.name == n }) {
-			t.Errorf("METRICS.md documents %s, which does not exist", n)
+			t.Errorf("README.md documents %s, which does not exist", n)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package tail
 import (
 	"context"
 	"math/rand/v2"
+	"fmt"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"sync"
@@ -120,6 +122,22 @@ func TestKillDuringRotations(t *testing.T) {
 	}
 	const rounds, perRound = 6, 4000
 	dir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			os.RemoveAll("/tmp/faildir")
+			exec.Command("cp", "-a", dir, "/tmp/faildir").Run()
+		}
+	})
+	dumpState := func(when string) {
+		b, _ := os.ReadFile(filepath.Join(dir, "positions.json"))
+		t.Logf("STATE %s positions=%s", when, b)
+		des, _ := os.ReadDir(dir)
+		for _, de := range des {
+			fi, _ := os.Stat(filepath.Join(dir, de.Name()))
+			id, _ := idOf(fi)
+			t.Logf("STATE %s file %s ino=%d size=%d", when, de.Name(), id.Ino, fi.Size())
+		}
+	}
 	path := filepath.Join(dir, "app.log")
 	w := newSeqWriter(t, path, "k")
 	defer w.close()
@@ -165,6 +183,7 @@ func TestKillDuringRotations(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Wait()
+		dumpState(fmt.Sprintf("after kill %d next=%d", r, w.next))
 		// While down: more lines and at most one rotation (a file created and rotated
 		// away entirely while we are down was never known and cannot be found).
 		w.write(50)
@@ -172,6 +191,7 @@ func TestKillDuringRotations(t *testing.T) {
 			rotate()
 		}
 		w.write(50)
+		dumpState(fmt.Sprintf("before start %d next=%d", r+1, w.next))
 	}
 	// Final run: everything must arrive.
 	ring := proxy.NewRing(proxy.RingConfig{})
