@@ -325,3 +325,22 @@ func BenchmarkBatcherAdd(b *testing.B) {
 		}
 	}
 }
+
+// A one-line chunk from a pooled buffer leaves the ring with an exact-size copy: queued
+// tiny chunks must not each pin a 64 KiB buffer.
+func TestRingCompactsMostlyEmptyPooledChunks(t *testing.T) {
+	r := NewRing(RingConfig{})
+	c := NewPooledChunk("t")
+	c.Data = append(c.Data, "one line"...)
+	c.Count = 1
+	if cap(c.Data) < 16<<10 {
+		t.Skipf("pooled buffers are only %d bytes", cap(c.Data))
+	}
+	if err := r.Put(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if cap(c.Data) != len(c.Data) || string(c.Data) != "one line" || c.buf != nil {
+		t.Fatalf("after Put: len %d cap %d pooled %v", len(c.Data), cap(c.Data), c.buf != nil)
+	}
+	c.Done(Acked)
+}

@@ -107,8 +107,8 @@ func (c *Chunk) Done(o Outcome) {
 	if c.buf != nil {
 		putBuf(c.buf, c.Data)
 		c.buf = nil
-		c.Data = nil
 	}
+	c.Data = nil // finished: nobody reads it again, and the memory can go
 }
 
 // bufPool recycles chunk buffers: a chunk allocates its buffer once and gives it back
@@ -132,6 +132,21 @@ func putBuf(p *[]byte, data []byte) {
 	}
 	*p = data[:0]
 	bufPool.Put(p)
+}
+
+// compact gives a mostly empty pooled buffer back at once and keeps an exact copy: a
+// producer that flushes one line at a time (a quiet file, a synchronous client) must
+// not pin a 64 KiB buffer per queued chunk, or the ring's byte bound would not bound
+// memory.
+func (c *Chunk) compact() {
+	if c.buf == nil || cap(c.Data) < 16<<10 || cap(c.Data) < 4*len(c.Data) {
+		return
+	}
+	exact := make([]byte, len(c.Data))
+	copy(exact, c.Data)
+	putBuf(c.buf, c.Data)
+	c.buf = nil
+	c.Data = exact
 }
 
 // NewPooledChunk returns an empty chunk whose Data comes from a buffer pool and goes back

@@ -131,6 +131,7 @@ func (r *Ring) fullLocked(n int64) bool {
 // frees, ctx ends (ctx.Err()) or the ring closes (ErrRingClosed). With a drop policy it
 // never blocks. When Put returns an error the caller still owns c.
 func (r *Ring) Put(ctx context.Context, c *Chunk) error {
+	c.compact()
 	n := int64(c.Bytes())
 	var blockedSince time.Time
 	r.mu.Lock()

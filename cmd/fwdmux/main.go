@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/fwdmux/fwdmux/admin"
@@ -42,7 +43,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err == nil {
 		startOptions = o
+		stop := startProfile(stderr)
 		err = run(ctx, o, stdout, stderr)
+		stop()
 	}
 	return exitCode(err, stderr)
 }
@@ -140,4 +143,31 @@ func cmdHealthcheck(ctx context.Context, args []string, stderr io.Writer) error 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	return admin.Healthcheck(ctx, a, os.Getenv("FWDMUX_ADMIN_TOKEN"))
+}
+
+// startProfile writes a CPU profile to $FWDMUX_CPUPROFILE for the life of the process
+// (and a heap profile beside it at exit), for `go tool pprof`. Off when unset.
+func startProfile(stderr io.Writer) (stop func()) {
+	path := os.Getenv("FWDMUX_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "fwdmux: FWDMUX_CPUPROFILE:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(stderr, "fwdmux: FWDMUX_CPUPROFILE:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		if h, err := os.Create(path + ".heap"); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(h, 0)
+			h.Close()
+		}
+	}
 }
