@@ -83,7 +83,8 @@ func main() {
 		{"tail_ltsv_max", func(n string) Row { return r.tailMax(n, bench.FormatLTSV) }},
 		{"tail_json_max", func(n string) Row { return r.tailMax(n, bench.FormatJSON) }},
 		{"forward_packed_1000_ack", r.forwardPacked},
-		{"message_100_fluent_logger", r.fluentLoggers},
+		{"message_100_fluent_logger", func(n string) Row { return r.fluentLoggers(n, false) }},
+		{"message_100_fluent_logger_ack", func(n string) Row { return r.fluentLoggers(n, true) }},
 		{"tail_1000_files_100_per_s", r.manyFiles},
 		{"rss_idle", r.idle},
 	}
@@ -301,7 +302,10 @@ func (r *runner) forwardPacked(name string) Row {
 	return row
 }
 
-func (r *runner) fluentLoggers(name string) Row {
+// fluentLoggers runs 100 synchronous fluent-logger-golang clients. Without acks each
+// client writes as fast as it can; with RequestAck each Post waits for the end-to-end
+// ack (upstream round trip), so that row measures latency-bound throughput.
+func (r *runner) fluentLoggers(name string, ack bool) Row {
 	row := Row{Scenario: name}
 	e, err := r.start(name, "")
 	if err != nil {
@@ -311,6 +315,9 @@ func (r *runner) fluentLoggers(name string) Row {
 	defer e.close()
 	const clients = 100
 	per := r.size(300, 3000)
+	if !ack {
+		per = r.size(3000, 30000)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	sent := bench.Sent{}
@@ -318,7 +325,7 @@ func (r *runner) fluentLoggers(name string) Row {
 	for i := range clients {
 		src := fmt.Sprintf("l%d", i)
 		wg.Go(func() {
-			n, err := bench.RunFluentLogger(context.Background(), bench.FluentLoggerConfig{Addr: e.proc.Listen, Src: src, RequestAck: true}, per)
+			n, err := bench.RunFluentLogger(context.Background(), bench.FluentLoggerConfig{Addr: e.proc.Listen, Src: src, RequestAck: ack}, per)
 			mu.Lock()
 			sent[src] = n
 			if err != nil {
