@@ -17,7 +17,18 @@
 //     read from the copy, found by the file's signature (a hash of its first 1 KiB).
 //     Deleted: read to its end and closed. The same holds across restarts: a committed
 //     inode no longer at its path is found again in the same directory and read to its
-//     end before the file now at the path.
+//     end before the file now at the path; after copytruncate, offset 0 of the new
+//     content is committed with its signature, so a copy made while down is found.
+//   - Unseen generations. At restart, every file of a path's rotation family (the
+//     name followed by '.', '-' or '_' and a suffix, not compressed, in the same
+//     directory) that the position file does not know and that changed after the
+//     target first ran is read from its head before the file now at the path: a
+//     generation created and rotated away while we were down, or between two scans.
+//     Files read to their end stay in the position file until they disappear, so a
+//     normal restart reads none of them again; rotated files already there at the
+//     target's first start are remembered as history, not read. While running, a
+//     generation that exists at its path for less than one discovery pass is found
+//     only by the next restart.
 //   - Bounded memory. Put blocks while the ring is full and the tailer stops reading:
 //     a file being read holds one 64 KiB buffer and one chunk (Config.ChunkBytes); an
 //     idle file holds neither. Lines are cut at max_line_bytes (counted).

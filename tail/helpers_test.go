@@ -75,14 +75,19 @@ func decodeChunk(t testing.TB, c *proxy.Chunk) []event {
 }
 
 // collector is a Sink that records what it acks. With hold set it keeps chunks unacked
-// until ackAll (or forever: a kill before the ack).
+// until ackAll (or forever: a kill before the ack); with holdAfter it holds every chunk
+// after that many. With gate set, Put waits until the gate is closed (blocked says it
+// does): the tailer stops where the test wants it.
 type collector struct {
-	t    testing.TB
-	mu   sync.Mutex
-	hold bool
-	held []*proxy.Chunk
-	evs  []event
-	puts int
+	t         testing.TB
+	mu        sync.Mutex
+	hold      bool
+	holdAfter int
+	gate      chan struct{}
+	blocked   bool
+	held      []*proxy.Chunk
+	evs       []event
+	puts      int
 }
 
 func (c *collector) Put(ctx context.Context, ch *proxy.Chunk) error {
@@ -91,8 +96,19 @@ func (c *collector) Put(ctx context.Context, ch *proxy.Chunk) error {
 	}
 	evs := decodeChunk(c.t, ch)
 	c.mu.Lock()
+	if gate := c.gate; gate != nil {
+		c.blocked = true
+		c.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.mu.Lock()
+		c.blocked, c.gate = false, nil
+	}
 	c.puts++
-	if c.hold {
+	if c.hold || c.holdAfter > 0 && c.puts > c.holdAfter {
 		c.held = append(c.held, ch)
 		c.mu.Unlock()
 		return nil

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // sigMax is how many leading bytes identify a file's content beside its inode, as
@@ -50,8 +51,16 @@ type posEntry struct {
 	path   string // the target path the file was followed under; fixed for the entry
 	commit atomic.Pointer[point]
 	// final is the offset at which the tailer closed the file (-1 while open): once the
-	// commit reaches it, every byte is delivered and the entry is forgotten.
+	// commit reaches it, every byte is delivered and the entry is done. A done entry is
+	// kept while its file exists, so that a restart knows the file was read and does
+	// not take it for a rotated generation it never saw (see target.recover).
 	final atomic.Int64
+}
+
+// done reports whether e's file was closed and every byte of it committed.
+func (e *posEntry) done() bool {
+	f := e.final.Load()
+	return f >= 0 && e.commit.Load().Offset >= f
 }
 
 // positions is the in-memory position table and its file. Commits only move entries in
@@ -63,6 +72,10 @@ type positions struct {
 	mu      sync.Mutex
 	entries map[posKey]*posEntry
 	targets map[string]bool // targets that have run before: their new files are read from the head
+	// since is when each target first ran (for a version-1 file: when the file was last
+	// written). A file of a target's rotation family changed after it and unknown to the
+	// table holds lines nobody read: a restart reads it from its head.
+	since map[string]time.Time
 
 	gen     atomic.Uint64 // bumped on every change
 	saveMu  sync.Mutex    // one writer at a time; held across I/O, never with mu
@@ -74,11 +87,16 @@ type positions struct {
 	allKnown bool
 }
 
-// posFile is the position file's format (JSON, human readable, version 1).
+// posVersion is the version save writes. Version 1 (no since, no final) is still read.
+const posVersion = 2
+
+// posFile is the position file's format (JSON, human readable). Version 2 adds since
+// (when each target first ran) and final (files closed and remembered while they exist).
 type posFile struct {
-	Version int         `json:"version"`
-	Targets []string    `json:"targets"`
-	Files   []posRecord `json:"files"`
+	Version int                  `json:"version"`
+	Targets []string             `json:"targets"`
+	Since   map[string]time.Time `json:"since,omitempty"` // version 2
+	Files   []posRecord          `json:"files"`
 }
 
 type posRecord struct {
@@ -89,10 +107,14 @@ type posRecord struct {
 	Offset int64  `json:"offset"`
 	SigLen int    `json:"sig_len"`
 	Sig    string `json:"sig"` // FNV-64a of the first sig_len bytes, hex
+	// Final is where the file was closed after it was rotated away (version 2); with
+	// offset == final every byte of it is delivered and the record only remembers the
+	// file until it disappears.
+	Final *int64 `json:"final,omitempty"`
 }
 
 func newPositions(file string, log *slog.Logger) *positions {
-	return &positions{file: file, log: log, entries: map[posKey]*posEntry{}, targets: map[string]bool{}}
+	return &positions{file: file, log: log, entries: map[posKey]*posEntry{}, targets: map[string]bool{}, since: map[string]time.Time{}}
 }
 
 // load reads the position file; a missing file is an empty table.
@@ -108,7 +130,7 @@ func (p *positions) load() error {
 	}
 	var f posFile
 	if err == nil {
-		if err = json.Unmarshal(b, &f); err == nil && f.Version != 1 {
+		if err = json.Unmarshal(b, &f); err == nil && f.Version != 1 && f.Version != posVersion {
 			err = fmt.Errorf("unknown version %d", f.Version)
 		}
 	}
@@ -128,14 +150,28 @@ func (p *positions) load() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Version 1 forgot files once read to their end and did not say when a target
+	// started: a rotated file changed since the last save is the oldest we can tell new.
+	var written time.Time
+	if fi, err := os.Stat(p.file); err == nil {
+		written = fi.ModTime()
+	}
 	for _, t := range f.Targets {
 		p.targets[t] = true
+		if s, ok := f.Since[t]; ok {
+			p.since[t] = s
+		} else {
+			p.since[t] = written
+		}
 	}
 	for _, r := range f.Files {
 		sig, _ := strconv.ParseUint(r.Sig, 16, 64)
 		e := &posEntry{key: posKey{r.Target, fileID{r.Dev, r.Inode}}, path: r.Path}
 		e.commit.Store(&point{Offset: r.Offset, SigLen: r.SigLen, Sig: sig})
 		e.final.Store(-1)
+		if r.Final != nil {
+			e.final.Store(*r.Final)
+		}
 		p.entries[e.key] = e
 	}
 	p.savedAt = p.gen.Load()
@@ -152,8 +188,19 @@ func (p *positions) knownTarget(target string) bool {
 		return true
 	}
 	p.targets[target] = true
+	if !p.allKnown {
+		// With an unreadable file since stays zero: every unknown file is new.
+		p.since[target] = time.Now()
+	}
 	p.changed()
 	return p.allKnown
+}
+
+// sinceOf is when target first ran (zero: unknown, every unknown file counts as new).
+func (p *positions) sinceOf(target string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.since[target]
 }
 
 func (p *positions) get(k posKey) *posEntry {
@@ -205,20 +252,23 @@ func (p *positions) forTarget(target string) []*posEntry {
 	return out
 }
 
-// commitTo moves e's committed point and forgets e once a closed file is fully delivered.
+// commitTo moves e's committed point. A closed file fully delivered stays in the table
+// as done until pruned (its file is gone).
 func (p *positions) commitTo(e *posEntry, pt point) {
 	e.commit.Store(&pt)
 	p.changed()
-	if f := e.final.Load(); f >= 0 && pt.Offset >= f {
-		p.remove(e)
-	}
 }
 
 // closeAt records that e's file was closed after reading to off.
 func (p *positions) closeAt(e *posEntry, off int64) {
 	e.final.Store(off)
-	if e.commit.Load().Offset >= off {
-		p.remove(e)
+	p.changed()
+}
+
+// reopen marks e's file as followed again (a tailer starts on it).
+func (p *positions) reopen(e *posEntry) {
+	if e.final.Swap(-1) != -1 {
+		p.changed()
 	}
 }
 
@@ -236,16 +286,23 @@ func (p *positions) save() error {
 		return nil
 	}
 	p.mu.Lock()
-	f := posFile{Version: 1, Files: make([]posRecord, 0, len(p.entries))}
+	f := posFile{Version: posVersion, Since: make(map[string]time.Time, len(p.since)), Files: make([]posRecord, 0, len(p.entries))}
 	for t := range p.targets {
 		f.Targets = append(f.Targets, t)
+		if s, ok := p.since[t]; ok {
+			f.Since[t] = s.Round(0).UTC()
+		}
 	}
 	for _, e := range p.entries {
 		c := e.commit.Load()
-		f.Files = append(f.Files, posRecord{
+		r := posRecord{
 			Target: e.key.target, Path: e.path, Dev: e.key.id.Dev, Inode: e.key.id.Ino,
 			Offset: c.Offset, SigLen: c.SigLen, Sig: strconv.FormatUint(c.Sig, 16),
-		})
+		}
+		if fin := e.final.Load(); fin >= 0 {
+			r.Final = &fin
+		}
+		f.Files = append(f.Files, r)
 	}
 	p.mu.Unlock()
 	sort.Strings(f.Targets)

@@ -43,6 +43,7 @@ type tailer struct {
 	entry  *posEntry
 	tr     tracker
 	path   atomic.Pointer[string] // where the file is now (changes when a glob re-finds it)
+	head   atomic.Pointer[point]  // the signature of what was read (nil: none yet), for scan
 	exited atomic.Bool
 
 	wake   chan struct{} // one slot: something may have changed
@@ -68,6 +69,7 @@ type tailer struct {
 	mlAt       time.Time
 	draining   bool
 	drainOnly  bool // started to drain a rotated file or a copy: never follows again
+	newGen     bool // truncated: the next signature starts the new content's position
 	deadline   time.Time
 
 	st fileCounters
@@ -226,6 +228,16 @@ func (tl *tailer) readAvailable(ctx context.Context) error {
 			}
 			continue
 		}
+		if tl.newGen {
+			// Offset 0 of the content the file holds since its truncation, with the
+			// signature of its first bytes, commits as soon as the lines before the
+			// truncation are acked. Without it the committed point would stay on the
+			// old content (or carry no signature at all), and a restart could not tell
+			// that the file was copied and truncated once more while we were down.
+			tl.newGen = false
+			tl.tr.flushed.Store(0)
+			tl.tr.add(point{SigLen: tl.sigLen, Sig: tl.sig}, true)
+		}
 		size, err := tl.readToEnd(ctx)
 		if err != nil {
 			return err
@@ -262,6 +274,7 @@ func (tl *tailer) checkSig() bool {
 	if n > tl.sigLen {
 		h.Write(buf[tl.sigLen:n])
 		tl.sig, tl.sigLen = h.Sum64(), n
+		tl.head.Store(&point{SigLen: n, Sig: tl.sig})
 	}
 	return true
 }
@@ -476,6 +489,8 @@ func (tl *tailer) truncated(ctx context.Context, size int64) error {
 	}
 	tl.readOff, tl.lineOff, tl.emitEnd, tl.sigLen, tl.sig = 0, 0, 0, 0, 0
 	tl.discarding = false
+	tl.newGen = true
+	tl.head.Store(nil)
 	tl.st.readOff.Store(0)
 	return nil
 }

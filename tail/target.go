@@ -2,10 +2,12 @@ package tail
 
 import (
 	"context"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -105,7 +107,7 @@ func (t *target) run(ctx context.Context) {
 		// head, so nothing written before the first periodic save is skipped.
 		_ = t.m.pos.save()
 	}
-	t.recover(ctx)
+	t.recover(ctx, known)
 	t.scan(ctx, !known)
 	close(t.ready)
 	tick := time.NewTicker(t.m.cfg.PollInterval.D())
@@ -121,6 +123,9 @@ func (t *target) run(ctx context.Context) {
 			// rescans anyway for filesystems with coarse timestamps.
 			if t.dirPat || n%10 == 0 || t.dirsChanged() {
 				t.scan(ctx, false)
+			}
+			if n%10 == 0 {
+				t.pruneDone()
 			}
 			// With working directory events the per-file stat poll is only a safety net
 			// (a missed event, an inotify queue overflow): every fifth tick. Without
@@ -244,12 +249,22 @@ func (t *target) scan(ctx context.Context, initial bool) {
 		t.mu.Unlock()
 		k := posKey{t.cfg.ID, id}
 		if e := t.m.pos.get(k); e != nil {
-			t.start(ctx, path, path, id, e, nil, false)
-			continue
+			if c := e.commit.Load(); !e.done() || fi.Size() >= c.Offset && sigMatches(path, c) {
+				// Known: resume. A file closed and fully read earlier that matches the
+				// glob (a rotated name) resumes at its end instead of being read again.
+				t.start(ctx, path, path, id, e, nil, false)
+				continue
+			}
+			t.m.pos.remove(e) // the inode of a file long gone, reused: a new file
 		}
 		var start int64
 		if initial && (t.cfg.ReadFromHead == nil || !*t.cfg.ReadFromHead) {
 			start = fi.Size()
+		} else if t.copyOfFollowed(path, id) {
+			// A copytruncate copy (that the glob matches) of a file we follow: its tailer
+			// reads the rest from it when it sees the truncation; from the head it
+			// would be read twice.
+			continue
 		}
 		t.start(ctx, path, path, id, t.m.pos.put(k, path, point{Offset: start}), nil, false)
 	}
@@ -282,6 +297,7 @@ func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e
 		}
 		return nil
 	}
+	t.m.pos.reopen(e)
 	c := e.commit.Load()
 	tl := &tailer{
 		t: t, tag: t.tagFor(entryPath), id: id, f: f, entry: e,
@@ -324,6 +340,42 @@ func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e
 	return tl
 }
 
+// copyOfFollowed reports whether the file at path is named as a rotated generation of
+// a file a live tailer follows and starts with what that tailer has read: a copy of it.
+// A copy still being written does not match yet and is read from its head (duplicates).
+func (t *target) copyOfFollowed(path string, id fileID) bool {
+	name := filepath.Base(path)
+	t.mu.Lock()
+	var heads []*point
+	for fid, tl := range t.byID {
+		h := tl.head.Load()
+		if fid != id && h != nil && h.SigLen > 0 && rotatedName(filepath.Base(tl.curPath()), name) {
+			heads = append(heads, h)
+		}
+	}
+	t.mu.Unlock()
+	if len(heads) == 0 {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var buf [sigMax]byte
+	n, _ := f.ReadAt(buf[:], 0)
+	for _, h := range heads {
+		if h.SigLen <= n {
+			hs := fnv.New64a()
+			hs.Write(buf[:h.SigLen])
+			if hs.Sum64() == h.Sig {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // startCopy reads a copytruncate copy from off to its end (called from a tailer).
 func (t *target) startCopy(ctx context.Context, path string, off int64, entryPath string) {
 	fi, err := os.Stat(path)
@@ -345,8 +397,24 @@ func (t *target) startCopy(ctx context.Context, path string, off int64, entryPat
 // path resumes at its committed offset. One renamed away (rotation while we were down or
 // behind) is found in the same directory by inode and read to its end before the file
 // now at the path; after copytruncate the copy is found by signature and read from the
-// committed offset. Positions whose file is gone are forgotten, with a warning.
-func (t *target) recover(ctx context.Context) {
+// committed offset. Positions whose file is gone are forgotten, with a warning unless
+// the file was read to its end.
+//
+// Then every file of a path's rotation family (rotatedName) that the table does not
+// know and that changed after the target first ran is read from its head, before the
+// file now at the path: a generation created and rotated away while we were down or
+// between two scans, or a copytruncate copy of content we never committed a signature
+// for (the offset was 0). Duplicates are possible there; losses are not. Files read to
+// their end stay known (done entries) while they exist, so a normal restart reads no
+// old rotated file again.
+//
+// On a target's first start (known false) there is nothing to recover: the rotated
+// files already there are history and are remembered as read.
+func (t *target) recover(ctx context.Context, known bool) {
+	if !known {
+		t.adoptHistory()
+		return
+	}
 	entries := t.m.pos.forTarget(t.cfg.ID)
 	byPath := map[string][]*posEntry{}
 	var paths []string
@@ -356,20 +424,21 @@ func (t *target) recover(ctx context.Context) {
 		}
 		byPath[e.path] = append(byPath[e.path], e)
 	}
+	// Paths the table has no entry for may have unseen generations too.
+	for _, r := range t.roots() {
+		if byPath[r] == nil {
+			paths = append(paths, r)
+			byPath[r] = []*posEntry{}
+		}
+	}
+	since := t.m.pos.sinceOf(t.cfg.ID)
+	claimed := map[fileID]bool{}
 	dirs := map[string]map[fileID]string{} // directory listings by inode, built once
 	index := func(dir string) map[fileID]string {
 		if ix, ok := dirs[dir]; ok {
 			return ix
 		}
-		ix := map[fileID]string{}
-		des, _ := os.ReadDir(dir)
-		for _, de := range des {
-			p := filepath.Join(dir, de.Name())
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-				id, _ := idOf(fi)
-				ix[id] = p
-			}
-		}
+		ix := dirIndex(dir)
 		dirs[dir] = ix
 		return ix
 	}
@@ -390,6 +459,18 @@ func (t *target) recover(ctx context.Context) {
 		var resume *posEntry
 		for _, e := range byPath[path] {
 			c := e.commit.Load()
+			if e.done() && (curSize < 0 || e.key.id != curID) {
+				// Read to its end before the stop: remember it while it exists.
+				where := index(filepath.Dir(path))[e.key.id]
+				if where == "" || !sigMatches(where, c) {
+					t.m.pos.remove(e) // gone, or its inode reused by another file
+					continue
+				}
+				if fi, err := os.Stat(where); err != nil || fi.Size() <= c.Offset {
+					continue
+				}
+				// Written after it was closed: read the rest below.
+			}
 			if curSize >= 0 && e.key.id == curID {
 				if curSize >= c.Offset && sigMatches(path, c) {
 					resume = e
@@ -445,12 +526,17 @@ func (t *target) recover(ctx context.Context) {
 			}
 			id, _ := idOf(fi)
 			if fi.Size() <= c.Offset && c.Offset > 0 {
-				// Fully delivered before the stop: nothing to read.
-				t.m.pos.remove(e)
+				// Fully delivered before the stop: nothing to read; remember it as read.
+				t.m.pos.closeAt(e, c.Offset)
 				continue
 			}
 			preds = append(preds, pred{where, e, id, fi.ModTime()})
 			t.log.Info("found rotated file; reading it to its end first", "path", path, "rotated", where, "offset", c.Offset)
+		}
+		for _, u := range t.unseen(path, curID, since, claimed) {
+			e := t.m.pos.put(posKey{t.cfg.ID, u.id}, path, point{})
+			preds = append(preds, pred{u.path, e, u.id, u.mtime})
+			t.log.Info("found a rotated file never read; reading it from its head", "path", path, "rotated", u.path, "inode", u.id.Ino, "size", u.size)
 		}
 		sort.Slice(preds, func(i, j int) bool { return preds[i].mtime.Before(preds[j].mtime) })
 		var after []*tailer
@@ -467,6 +553,155 @@ func (t *target) recover(ctx context.Context) {
 		}
 		t.start(ctx, path, path, curID, resume, after, false)
 	}
+}
+
+// historySlack widens "changed after the target first ran": file times come from the
+// kernel's coarse clock, which may lag time.Now by a tick.
+const historySlack = 2 * time.Second
+
+// compressedExt are the suffixes of rotated files compressed by logrotate & co: their
+// bytes are not lines, and their content was in the uncompressed generation before.
+var compressedExt = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".Z", ".br"}
+
+// rotatedName reports whether name is a rotated generation of base: base followed by
+// '.', '-' or '_' and a suffix, as logrotate names them (app.log.1, app.log-20240101,
+// app.log.2024-01-01T00:00), not compressed.
+func rotatedName(base, name string) bool {
+	if len(name) < len(base)+2 || !strings.HasPrefix(name, base) || !strings.ContainsRune(".-_", rune(name[len(base)])) {
+		return false
+	}
+	for _, ext := range compressedExt {
+		if strings.HasSuffix(name, ext) {
+			return false
+		}
+	}
+	return true
+}
+
+// matches reports whether path is one of the target's own files (glob, not excluded).
+func (t *target) matches(path string) bool {
+	ok, _ := doublestar.PathMatch(filepath.Clean(t.cfg.Path), path)
+	return ok && !t.excluded(path)
+}
+
+// roots are the paths whose rotation families the target owns: the files its glob
+// matches now, and its path itself when it has no glob meta (it may be missing now).
+func (t *target) roots() []string {
+	files, _ := t.glob()
+	if !strings.ContainsAny(filepath.Base(t.cfg.Path), "*?[{\\") && !t.dirPat {
+		p := filepath.Clean(t.cfg.Path)
+		if !t.excluded(p) && !slices.Contains(files, p) {
+			files = append(files, p)
+		}
+	}
+	return files
+}
+
+type familyFile struct {
+	path  string
+	id    fileID
+	size  int64
+	mtime time.Time
+	ctime time.Time
+}
+
+// family lists root's rotated generations in its directory that the table does not
+// know for this target and that are not files of the target themselves.
+func (t *target) family(root string, not fileID, claimed map[fileID]bool) []familyFile {
+	dir, base := filepath.Split(root)
+	des, err := os.ReadDir(filepath.Clean(dir))
+	if err != nil {
+		return nil
+	}
+	var out []familyFile
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		if !rotatedName(base, de.Name()) || t.matches(p) || t.excluded(p) {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		id, _ := idOf(fi)
+		if id == not || claimed[id] || t.m.pos.get(posKey{t.cfg.ID, id}) != nil {
+			continue
+		}
+		claimed[id] = true
+		out = append(out, familyFile{path: p, id: id, size: fi.Size(), mtime: fi.ModTime(), ctime: changeTime(fi)})
+	}
+	return out
+}
+
+// unseen is root's unknown rotated generations that changed after since: nobody read
+// them (a file read to its end is known until it disappears).
+func (t *target) unseen(root string, cur fileID, since time.Time, claimed map[fileID]bool) []familyFile {
+	var out []familyFile
+	for _, f := range t.family(root, cur, claimed) {
+		if since.IsZero() || !f.ctime.Before(since.Add(-historySlack)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// adoptHistory runs at a target's first start: the rotated generations already there
+// are history nobody asked for (read_from_head covers the target's own files only).
+// They are remembered as read so that a restart does not take them for new ones.
+func (t *target) adoptHistory() {
+	claimed := map[fileID]bool{}
+	for _, root := range t.roots() {
+		for _, f := range t.family(root, fileID{}, claimed) {
+			pt := point{Offset: f.size}
+			if fh, err := os.Open(f.path); err == nil {
+				pt.Sig, pt.SigLen, _ = signature(fh, int(min(f.size, sigMax)))
+				fh.Close()
+			}
+			e := t.m.pos.put(posKey{t.cfg.ID, f.id}, root, pt)
+			t.m.pos.closeAt(e, f.size)
+			t.log.Debug("rotated file there before the first start; not read", "path", f.path, "inode", f.id.Ino)
+		}
+	}
+}
+
+// pruneDone forgets the files read to their end that no longer exist (or whose inode
+// now holds another file). Called from run's goroutine.
+func (t *target) pruneDone() {
+	dirs := map[string]map[fileID]string{}
+	for _, e := range t.m.pos.forTarget(t.cfg.ID) {
+		if !e.done() {
+			continue
+		}
+		t.mu.Lock()
+		live := t.byID[e.key.id] != nil
+		t.mu.Unlock()
+		if live {
+			continue
+		}
+		d := filepath.Dir(e.path)
+		ix, ok := dirs[d]
+		if !ok {
+			ix = dirIndex(d)
+			dirs[d] = ix
+		}
+		if p := ix[e.key.id]; p == "" || !sigMatches(p, e.commit.Load()) {
+			t.m.pos.remove(e)
+		}
+	}
+}
+
+// dirIndex lists dir's regular files by device and inode.
+func dirIndex(dir string) map[fileID]string {
+	ix := map[fileID]string{}
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			id, _ := idOf(fi)
+			ix[id] = p
+		}
+	}
+	return ix
 }
 
 // sigMatches reports whether the file at path starts with the bytes the point was
