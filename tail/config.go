@@ -30,6 +30,7 @@ const (
 	DefaultMaxLineBytes     = 1 << 20
 	DefaultMultilineTimeout = time.Second
 	DefaultPollInterval     = time.Second
+	DefaultReadInterval     = 50 * time.Millisecond
 	DefaultChunkBytes       = 1 << 20
 	DefaultChunkAge         = 100 * time.Millisecond
 	DefaultSaveEvery        = time.Second
@@ -229,6 +230,12 @@ type Config struct {
 	// PositionFile is where committed offsets are saved (the lead sets
 	// <state-dir>/positions.json). Empty keeps positions in memory only.
 	PositionFile string `toml:"position_file" json:"position_file"`
+	// ReadInterval is how often a file that keeps changing is read (default 50ms). A
+	// file that changes after being quiet is read at once; one that changes all the time
+	// is read at most this often, so a writer that writes line by line costs one read and
+	// one chunk per interval instead of one per line (batching from load). A negative
+	// value ("-1ms") reads on every change.
+	ReadInterval conf.Duration `toml:"read_interval" json:"read_interval"`
 	// PollInterval is the stat-poll fallback for filesystems where change events do not
 	// arrive, and the bound on picking up a new file (default 1s).
 	PollInterval conf.Duration `toml:"poll_interval" json:"poll_interval"`
@@ -243,6 +250,9 @@ type Config struct {
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
+	if c.ReadInterval == 0 {
+		c.ReadInterval = conf.Duration(DefaultReadInterval)
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = conf.Duration(DefaultPollInterval)
 	}
@@ -260,6 +270,9 @@ func (c Config) WithDefaults() Config {
 
 // Validate names the first bad field. Call it after WithDefaults.
 func (c Config) Validate() error {
+	if c.ReadInterval > conf.Duration(10*time.Second) {
+		return &conf.FieldError{Field: "read_interval", Reason: "must be at most 10s (negative: read on every change)"}
+	}
 	if c.PollInterval < conf.Duration(10*time.Millisecond) {
 		return &conf.FieldError{Field: "poll_interval", Reason: "must be at least 10ms"}
 	}

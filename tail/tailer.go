@@ -21,6 +21,9 @@ import (
 // lines, small enough that the buffers of the files being read at once stay cheap.
 const readBufSize = 64 << 10
 
+// rotationCheckEvery bounds how often a busy file's path and signature are re-checked.
+const rotationCheckEvery = 250 * time.Millisecond
+
 // readBufs recycles read buffers: a file holds one only while it reads, so ten thousand
 // idle files hold none.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
@@ -71,6 +74,8 @@ type tailer struct {
 	drainOnly  bool // started to drain a rotated file or a copy: never follows again
 	newGen     bool // truncated: the next signature starts the new content's position
 	deadline   time.Time
+	lastData   time.Time // when a read last found new bytes (the read-interval clock)
+	lastRotChk time.Time // when the path was last compared with our inode
 
 	st fileCounters
 }
@@ -112,7 +117,20 @@ func (tl *tailer) run(ctx context.Context) {
 	log := tl.t.log.With("path", tl.curPath(), "inode", tl.id.Ino)
 	poll := time.NewTimer(time.Hour)
 	defer poll.Stop()
+	interval := tl.t.m.cfg.ReadInterval.D()
 	for {
+		if interval > 0 && !tl.draining {
+			// A file that found data at its last read is busy: let more lines gather
+			// before the next read instead of one read (and one chunk) per write.
+			if wait := time.Until(tl.lastData.Add(interval)); wait > 0 {
+				poll.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return
+				case <-poll.C:
+				}
+			}
+		}
 		if err := tl.readAvailable(ctx); err != nil {
 			if ctx.Err() == nil && !errors.Is(err, proxy.ErrRingClosed) {
 				log.Error("tail stopped", "err", err)
@@ -192,6 +210,13 @@ func (tl *tailer) checkRotation(log interface {
 }) {
 	if tl.drainOnly {
 		return
+	}
+	// Renames and deletions also come as directory events that rescan the target; this
+	// stat is the backstop, so a busy file pays for it a few times a second, not per read.
+	if now := time.Now(); !tl.draining && now.Sub(tl.lastRotChk) < rotationCheckEvery {
+		return
+	} else {
+		tl.lastRotChk = now
 	}
 	fi, err := os.Stat(tl.curPath())
 	same := err == nil && func() bool { id, _ := idOf(fi); return id == tl.id }()
@@ -292,6 +317,7 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 		}
 	}()
 	maxLine := tl.t.cfg.MaxLineBytes
+	got := false
 	for {
 		if len(buf) == cap(buf) {
 			if len(buf) >= maxLine || tl.discarding {
@@ -311,6 +337,7 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 		}
 		n, err := tl.f.ReadAt(buf[len(buf):cap(buf)], tl.readOff)
 		if n > 0 {
+			got = true
 			now := time.Now()
 			tl.readOff += int64(n)
 			tl.st.readOff.Store(tl.readOff)
@@ -335,6 +362,12 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 		if n == 0 || err != nil {
 			break
 		}
+	}
+	if got {
+		// New bytes were there, so the file did not shrink below our offset; a
+		// truncation shows on the next read that finds nothing, through its size.
+		tl.lastData = time.Now()
+		return tl.readOff, nil
 	}
 	fi, err := tl.f.Stat()
 	if err != nil {

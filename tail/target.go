@@ -29,6 +29,8 @@ type target struct {
 	dirPat  bool   // the directory part of the path has glob meta: rescan every poll
 	dir     string // the directory to watch when dirPat is false
 
+	dirCache map[string][]os.DirEntry // directory listings, only while recover runs
+
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returned and every tailer stopped
 	ready  chan struct{} // closed after recovery and the first scan
@@ -411,6 +413,10 @@ func (t *target) startCopy(ctx context.Context, path string, off int64, entryPat
 // On a target's first start (known false) there is nothing to recover: the rotated
 // files already there are history and are remembered as read.
 func (t *target) recover(ctx context.Context, known bool) {
+	// Every root of a glob target lives in one of a few directories: list each once,
+	// not once per file (a thousand files in a directory would cost a million entries).
+	t.dirCache = map[string][]os.DirEntry{}
+	defer func() { t.dirCache = nil }()
 	if !known {
 		t.adoptHistory()
 		return
@@ -609,14 +615,25 @@ type familyFile struct {
 // know for this target and that are not files of the target themselves.
 func (t *target) family(root string, not fileID, claimed map[fileID]bool) []familyFile {
 	dir, base := filepath.Split(root)
-	des, err := os.ReadDir(filepath.Clean(dir))
-	if err != nil {
-		return nil
+	clean := filepath.Clean(dir)
+	des, cached := t.dirCache[clean]
+	if !cached {
+		var err error
+		des, err = os.ReadDir(clean)
+		if err != nil {
+			return nil
+		}
+		if t.dirCache != nil {
+			t.dirCache[clean] = des
+		}
 	}
 	var out []familyFile
 	for _, de := range des {
+		if !rotatedName(base, de.Name()) {
+			continue // most entries: decided on the name alone, before building a path
+		}
 		p := filepath.Join(dir, de.Name())
-		if !rotatedName(base, de.Name()) || t.matches(p) || t.excluded(p) {
+		if t.matches(p) || t.excluded(p) {
 			continue
 		}
 		fi, err := os.Stat(p)
