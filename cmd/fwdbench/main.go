@@ -39,10 +39,11 @@ type Row struct {
 }
 
 type runner struct {
-	quick      bool
-	gomaxprocs int
-	dir        string
-	verbose    bool
+	quick        bool
+	gomaxprocs   int
+	readInterval string
+	dir          string
+	verbose      bool
 }
 
 func main() {
@@ -52,6 +53,7 @@ func main() {
 		procs   = flag.Int("gomaxprocs", 1, "GOMAXPROCS for fwdmux (0: leave unset)")
 		only    = flag.String("run", "", "only scenarios matching this regexp")
 		verbose = flag.Bool("v", false, "print fwdmux's log of failed scenarios")
+		readIv  = flag.String("read-interval", "50ms", "fwdmux's [tail] read_interval (its default is 50ms)")
 	)
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "fwdbench-")
@@ -65,7 +67,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	r := &runner{quick: *quick, gomaxprocs: *procs, dir: dir, verbose: *verbose}
+	r := &runner{quick: *quick, gomaxprocs: *procs, dir: dir, verbose: *verbose, readInterval: *readIv}
 	var re *regexp.Regexp
 	if *only != "" {
 		re = regexp.MustCompile(*only)
@@ -160,7 +162,7 @@ func (r *runner) start(name, extra string) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf("[[servers]]\naddress = %q\n[tail]\npoll_interval = \"250ms\"\n%s", sink.Addr(), extra)
+	cfg := fmt.Sprintf("[[servers]]\naddress = %q\n[tail]\npoll_interval = \"250ms\"\nread_interval = %q\n%s", sink.Addr(), r.readInterval, extra)
 	p, err := bench.StartProc(bench.ProcConfig{Config: cfg, GOMAXPROCS: r.gomaxprocs, StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		sink.Close()
