@@ -322,7 +322,11 @@ s.close()
 func TestListenerPythonFluentLogger(t *testing.T) {
 	const python = "/usr/bin/python3"
 	if err := exec.Command(python, "-c", "import fluent.sender").Run(); err != nil {
-		t.Skipf("Debian's python3-fluent-logger is not importable by %s (%v): apt-get install python3-fluent-logger", python, err)
+		msg := fmt.Sprintf("Debian's python3-fluent-logger is not importable by %s (%v): apt-get install python3-fluent-logger", python, err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg) // CI installs it: a skip there would hide an interop break
+		}
+		t.Skip(msg)
 	}
 	t.Parallel()
 	h := newHarness(t, ListenerConfig{})
