@@ -107,3 +107,53 @@ func BenchmarkIdleFiles(b *testing.B) {
 	cancel()
 	<-done
 }
+
+// Lines as apache (combined) and nginx write them: the benchmarks cycle through them so
+// the figure is not one line's.
+var (
+	benchApacheLines = []string{
+		`127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"`,
+		`192.168.1.20 - - [12/Mar/2024:06:25:24 +0100] "POST /api/v1/orders?id=42 HTTP/1.1" 201 512 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36"`,
+		`2001:db8::1 - - [12/Mar/2024:06:25:25 +0100] "GET /static/app.js HTTP/2.0" 304 - "https://example.com/" "curl/8.4.0"`,
+		`10.0.0.7 - alice [12/Mar/2024:06:25:26 +0100] "GET /index.html HTTP/1.1" 200 5120`,
+	}
+	benchNginxLines = []string{
+		`93.184.216.34 - - [12/Mar/2024:06:25:24 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "curl/8.4.0"`,
+		`10.1.2.3 - bob [12/Mar/2024:06:25:24 +0100] "POST /api/v1/orders?id=42 HTTP/1.1" 201 87 "https://example.com/cart" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36" "203.0.113.9, 10.0.0.1"`,
+		`2001:db8::1 - - [12/Mar/2024:06:25:25 +0100] "GET /static/app.js HTTP/2.0" 304 0 "https://example.com/" "Mozilla/5.0" "-"`,
+		`10.0.0.7 - - [12/Mar/2024:06:25:26 +0100] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.29"`,
+	}
+)
+
+// benchParse measures one line into a reused buffer: the parser alone, without the
+// tailer's line splitting.
+func benchParse(b *testing.B, format string, lines []string) {
+	cfg := TargetConfig{Path: "/var/log/access.log", Tag: "access", Format: format}.WithDefaults()
+	p, err := newParser(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bl := make([][]byte, len(lines))
+	var size int64
+	for i, l := range lines {
+		bl[i] = []byte(l)
+		size += int64(len(l))
+	}
+	now := time.Now()
+	dst := make([]byte, 0, 4096)
+	b.SetBytes(size / int64(len(lines)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var perr bool
+		dst, perr = p.appendEntry(dst[:0], bl[i%len(bl)], now, "/var/log/access.log")
+		if perr {
+			b.Fatalf("parse error: %s", bl[i%len(bl)])
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
+func BenchmarkParseApache(b *testing.B) { benchParse(b, FormatApache, benchApacheLines) }
+func BenchmarkParseNginx(b *testing.B)  { benchParse(b, FormatNginx, benchNginxLines) }

@@ -64,6 +64,7 @@ type timeFormat struct {
 	auto   bool   // no format given: unix for numbers, RFC 3339 for strings
 	layout string // Go layout
 	noYear bool   // the layout has no year (syslog): use the current one
+	clf    bool   // layout is clfLayout: try parseCLFTime first
 }
 
 func parseTimeFormat(s string) (timeFormat, error) {
@@ -73,7 +74,7 @@ func parseTimeFormat(s string) (timeFormat, error) {
 	case "unix":
 		return timeFormat{unix: true}, nil
 	case "apache", "nginx":
-		return timeFormat{layout: "02/Jan/2006:15:04:05 -0700"}, nil
+		return timeFormat{layout: clfLayout, clf: true}, nil
 	case "syslog":
 		return timeFormat{layout: "Jan _2 15:04:05", noYear: true}, nil
 	case "rfc3339", "iso8601":
@@ -83,14 +84,20 @@ func parseTimeFormat(s string) (timeFormat, error) {
 	if !strings.ContainsAny(s, "0123456789") && !strings.Contains(s, "Jan") && !strings.Contains(s, "Mon") {
 		return timeFormat{}, fmt.Errorf("%q is neither a Go layout nor one of unix, apache, nginx, syslog, rfc3339", s)
 	}
-	return timeFormat{layout: s, noYear: !strings.Contains(s, "2006") && !strings.Contains(s, "06")}, nil
+	return timeFormat{layout: s, noYear: !strings.Contains(s, "2006") && !strings.Contains(s, "06"), clf: s == clfLayout}, nil
 }
 
 // parse reads v as a time. It allocates only when the value carries a zone offset that
-// differs from the local one (time.FixedZone).
+// differs from the local one and is not a whole hour from -12 to +14 (time.FixedZone
+// caches those); the apache/nginx layout in its canonical form never allocates.
 func (f *timeFormat) parse(v []byte, now time.Time) (sec int64, nsec int64, ok bool) {
 	if f.unix {
 		return parseUnix(v)
+	}
+	if f.clf {
+		if sec, ok := parseCLFTime(v); ok {
+			return sec, 0, true
+		}
 	}
 	if f.auto {
 		if sec, nsec, ok := parseUnix(v); ok {
@@ -153,6 +160,8 @@ type parser struct {
 	types       map[string]fieldType
 	re          *regexp.Regexp
 	names       []string
+	groups      []group  // per submatch of re: what field does with it, decided once
+	scan        scanKind // a preset's hand-written scanner, tried before re
 	pathKey     string
 }
 
@@ -184,6 +193,19 @@ func newParser(t TargetConfig) (*parser, error) {
 			return nil, err
 		}
 		p.names = p.re.SubexpNames()
+		p.groups = make([]group, len(p.names))
+		for i, name := range p.names {
+			g := &p.groups[i]
+			if g.skip = name == ""; g.skip {
+				continue
+			}
+			g.key = msgp.AppendString(nil, name)
+			g.time = p.timeKey != "" && name == p.timeKey
+			g.ft, g.typed = p.types[name]
+		}
+		if t.Regexp == "" {
+			p.scan = presetScanner(t.Format, p.names)
+		}
 	}
 	return p, nil
 }
@@ -277,6 +299,36 @@ func (p *parser) field(dst, key, val []byte, now time.Time, sec, nsec *int64) ([
 	return msgp.AppendStringFromBytes(dst, val), true, nil
 }
 
+// group is a regexp submatch with field's decisions taken once: its msgpack-encoded
+// name, whether it is the time key, its type.
+type group struct {
+	skip  bool   // unnamed
+	key   []byte // the name as a msgpack str
+	time  bool   // the name is timeKey
+	typed bool   // the name has a type
+	ft    fieldType
+}
+
+// groupField is field for a regexp group: the same output without the per-line key
+// comparisons and map lookup.
+func (p *parser) groupField(dst []byte, g *group, val []byte, now time.Time, sec, nsec *int64) ([]byte, bool, error) {
+	if g.time {
+		s, ns, ok := p.tf.parse(val, now)
+		if !ok {
+			return dst, false, errParse
+		}
+		*sec, *nsec = s, ns
+		if !p.keepTimeKey {
+			return dst, false, nil
+		}
+	}
+	dst = append(dst, g.key...)
+	if g.typed {
+		return appendTyped(dst, val, g.ft), true, nil
+	}
+	return msgp.AppendStringFromBytes(dst, val), true, nil
+}
+
 // appendTyped converts val. "-" and "" become nil (apache's size of a 304); a value that
 // does not convert stays a string rather than being lost.
 func appendTyped(dst, val []byte, ft fieldType) []byte {
@@ -353,22 +405,28 @@ func (p *parser) appendLTSV(dst, line []byte, now time.Time, path string) ([]byt
 }
 
 // appendRegexp maps named groups to fields; groups that did not take part are left out.
-// It allocates the submatch index slice (regexp has no append form).
+// The apache and nginx presets' scanners fill the submatch indexes on the stack; a line
+// they decline, and every other regexp, goes to the engine, which allocates the index
+// slice (regexp has no append form).
 func (p *parser) appendRegexp(dst, line []byte, now time.Time, path string) ([]byte, int64, int64, error) {
-	m := p.re.FindSubmatchIndex(line)
+	var buf [2 * maxScanGroups]int
+	m := p.scanPreset(line, &buf)
 	if m == nil {
-		return dst, 0, 0, errParse
+		if m = p.re.FindSubmatchIndex(line); m == nil {
+			return dst, 0, 0, errParse
+		}
 	}
 	dst, mpos := beginMap(dst)
 	n := 0
 	var sec, nsec int64 = -1, 0
-	for i, name := range p.names {
-		if name == "" || m[2*i] < 0 {
+	for i := range p.groups {
+		g := &p.groups[i]
+		if g.skip || m[2*i] < 0 {
 			continue
 		}
 		var added bool
 		var err error
-		dst, added, err = p.field(dst, unsafe.Slice(unsafe.StringData(name), len(name)), line[m[2*i]:m[2*i+1]], now, &sec, &nsec)
+		dst, added, err = p.groupField(dst, g, line[m[2*i]:m[2*i+1]], now, &sec, &nsec)
 		if err != nil {
 			return dst, 0, 0, err
 		}
