@@ -84,6 +84,13 @@ func (b *Batcher) Add(ctx context.Context, tag []byte, entries []byte, count int
 			b.oldest = p.c.Created
 		}
 	}
+	if need := len(p.c.Data) + len(entries); need > cap(p.c.Data) {
+		// Grow to at most the chunk size: append's doubling would leave up to half of
+		// a 1 MiB buffer unused in every full chunk.
+		grown := make([]byte, len(p.c.Data), max(min(2*cap(p.c.Data), b.cfg.ChunkBytes), need))
+		copy(grown, p.c.Data)
+		p.c.Data = grown
+	}
 	p.c.Data = append(p.c.Data, entries...)
 	p.c.Count += count
 	b.entries += count

@@ -51,6 +51,7 @@ type Chunk struct {
 	release   func(*Chunk) // set by the ring: returns the chunk's bytes to the budget
 	buf       *[]byte      // pooled backing buffer, returned after Done
 	parts     []*Chunk     // the queued chunks a merged chunk was built from
+	held      int64        // bytes counted in the ring's budget for this chunk
 }
 
 // idPrefix makes chunk ids unique across processes; the counter makes them unique

@@ -132,7 +132,10 @@ func (r *Ring) fullLocked(n int64) bool {
 // never blocks. When Put returns an error the caller still owns c.
 func (r *Ring) Put(ctx context.Context, c *Chunk) error {
 	c.compact()
-	n := int64(c.Bytes())
+	// The budget counts the memory a chunk holds (its buffer's capacity), not only its
+	// data, so max_bytes bounds what the process really keeps.
+	n := int64(cap(c.Data))
+	c.held = n
 	var blockedSince time.Time
 	r.mu.Lock()
 	for {
@@ -227,7 +230,7 @@ func (r *Ring) popLocked() *Chunk {
 // release is called by Chunk.Done for chunks this ring accepted.
 func (r *Ring) release(c *Chunk) {
 	r.mu.Lock()
-	r.bytes -= int64(c.Bytes())
+	r.bytes -= c.held
 	r.chunks--
 	close(r.space)
 	r.space = make(chan struct{})
@@ -278,7 +281,16 @@ func merge(c *Chunk, parts []*Chunk) *Chunk {
 	all := make([]*Chunk, 0, len(parts)+1)
 	all = append(all, c)
 	all = append(all, parts...)
+	total := 0
+	for _, p := range all {
+		total += len(p.Data)
+	}
 	m := NewPooledChunk(c.Tag)
+	if cap(m.Data) < total {
+		// Sized once: growing by doubling would leave a trail of garbage per merge.
+		putBuf(m.buf, m.Data)
+		m.buf, m.Data = nil, make([]byte, 0, total)
+	}
 	m.Created = c.Created
 	for _, p := range all {
 		m.Data = append(m.Data, p.Data...)

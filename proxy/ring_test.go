@@ -541,7 +541,7 @@ func TestRingCoalescesSmallChunksOfOneTag(t *testing.T) {
 	r := NewRing(RingConfig{CoalesceBytes: 64})
 	var done []string
 	put := func(tag, data string) {
-		c := NewChunk(tag, []byte(data), 1)
+		c := NewChunk(tag, slices.Clip([]byte(data)), 1) // cap == len: the budget counts capacity
 		c.OnDone(func(o Outcome) { done = append(done, tag+":"+data+":"+o.String()) })
 		if err := r.Put(context.Background(), c); err != nil {
 			t.Fatal(err)
