@@ -140,7 +140,7 @@ func putBuf(p *[]byte, data []byte) {
 // not pin a 64 KiB buffer per queued chunk, or the ring's byte bound would not bound
 // memory.
 func (c *Chunk) compact() {
-	if c.buf == nil || cap(c.Data) < 16<<10 || cap(c.Data) < 4*len(c.Data) {
+	if c.buf == nil || cap(c.Data) < 16<<10 || cap(c.Data) < 2*len(c.Data) {
 		return
 	}
 	exact := make([]byte, len(c.Data))

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,7 +212,6 @@ func run(ctx context.Context, o options, stdoutW, stderrW io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	setMemoryLimit(cfg, log)
 	a, err := build(cfg, log, stdoutW)
 	if err != nil {
 		return err
@@ -455,16 +453,3 @@ func (a *app) cfgOptions(file string) options {
 // startOptions keeps the command line for SIGHUP reloads.
 var startOptions options
 
-// setMemoryLimit gives the garbage collector a soft limit derived from the ring's bound
-// (max_bytes plus 64 MiB for connection buffers and the runtime) unless GOMEMLIMIT is set.
-// Without it the heap may grow to twice the live data before a collection, which under
-// load means twice the ring; a sidecar's memory limit wants the bound to hold. It is a
-// soft limit: the process never fails on it, it only collects more often near it.
-func setMemoryLimit(cfg Config, log *slog.Logger) {
-	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
-		return
-	}
-	limit := cfg.Ring.MaxBytes + 64<<20
-	debug.SetMemoryLimit(limit)
-	log.Debug("soft memory limit set", "bytes", limit)
-}
