@@ -70,7 +70,8 @@ func NewBatcher(sink Sink, cfg BatchConfig) *Batcher {
 // added since the last successful put are still owned by the batcher.
 func (b *Batcher) Add(ctx context.Context, tag []byte, entries []byte, count int, done func(Outcome), early func()) error {
 	p := b.tags[string(tag)]
-	if p != nil && len(p.c.Data)+len(entries) > b.cfg.ChunkBytes && p.c.Count > 0 {
+	if p != nil && p.c.Count > 0 && (len(p.c.Data)+len(entries) > b.cfg.ChunkBytes ||
+		len(p.c.Data) >= congestedChunk && b.congested()) {
 		if err := b.put(ctx, p); err != nil {
 			return err
 		}
@@ -100,7 +101,7 @@ func (b *Batcher) Add(ctx context.Context, tag []byte, entries []byte, count int
 	if early != nil {
 		p.early = append(p.early, early)
 	}
-	if len(p.c.Data) >= b.cfg.ChunkBytes {
+	if len(p.c.Data) >= b.cfg.ChunkBytes || len(p.c.Data) >= congestedChunk && b.congested() {
 		if err := b.put(ctx, p); err != nil {
 			return err
 		}
@@ -119,6 +120,14 @@ func (b *Batcher) put(ctx context.Context, p *pending) error {
 		f()
 	}
 	return nil
+}
+
+// congestedChunk is the chunk size while the sink is congested (see Ring.Congested).
+const congestedChunk = 64 << 10
+
+func (b *Batcher) congested() bool {
+	c, ok := b.sink.(interface{ Congested() bool })
+	return ok && c.Congested()
 }
 
 // Pending reports whether entries wait in a partial chunk.

@@ -96,6 +96,7 @@ type Ring struct {
 	space    chan struct{} // closed and replaced whenever budget is freed
 	finished chan struct{} // closed and replaced whenever a chunk finishes
 
+	used           atomic.Int64 // mirror of bytes, for Congested without the lock
 	blockedNanos   atomic.Int64
 	droppedChunks  atomic.Int64
 	droppedEvents  atomic.Int64
@@ -178,6 +179,7 @@ func (r *Ring) Put(ctx context.Context, c *Chunk) error {
 		r.mu.Lock()
 	}
 	r.bytes += n
+	r.used.Store(r.bytes)
 	r.chunks++
 	c.release = r.release
 	r.queue = append(r.queue, c)
@@ -231,6 +233,7 @@ func (r *Ring) popLocked() *Chunk {
 func (r *Ring) release(c *Chunk) {
 	r.mu.Lock()
 	r.bytes -= c.held
+	r.used.Store(r.bytes)
 	r.chunks--
 	close(r.space)
 	r.space = make(chan struct{})
@@ -239,6 +242,12 @@ func (r *Ring) release(c *Chunk) {
 	r.mu.Unlock()
 	r.doneChunks.Add(1)
 }
+
+// Congested reports whether more than half the byte budget is taken. Producers then
+// hand on smaller chunks: a producer blocked in Put holds its chunk outside the budget,
+// and a thousand blocked connections with 1 MiB each would hold a gigabyte. The ring
+// merges small queued chunks again when the output takes them.
+func (r *Ring) Congested() bool { return r.used.Load() > r.cfg.MaxBytes/2 }
 
 // TryGet returns the next queued chunk, or nil when none is queued.
 func (r *Ring) TryGet() *Chunk {

@@ -163,7 +163,11 @@ func (r *runner) start(name, extra string) (*env, error) {
 		return nil, err
 	}
 	cfg := fmt.Sprintf("[[servers]]\naddress = %q\n[tail]\npoll_interval = \"250ms\"\nread_interval = %q\n%s", sink.Addr(), r.readInterval, extra)
-	p, err := bench.StartProc(bench.ProcConfig{Config: cfg, GOMAXPROCS: r.gomaxprocs, StateDir: filepath.Join(dir, "state")})
+	pc := bench.ProcConfig{Config: cfg, GOMAXPROCS: r.gomaxprocs, StateDir: filepath.Join(dir, "state")}
+	if os.Getenv("FWDBENCH_LOG") != "" {
+		pc.Stderr = os.Stderr // fwdmux's log as it runs (with GODEBUG=gctrace=1: the GC)
+	}
+	p, err := bench.StartProc(pc)
 	if err != nil {
 		sink.Close()
 		return nil, err
