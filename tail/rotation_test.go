@@ -216,3 +216,4 @@ func followed(t testing.TB, m *Manager, path string) {
 		return false
 	}, "%s followed", path)
 }
+

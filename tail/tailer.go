@@ -75,6 +75,7 @@ type tailer struct {
 	drainOnly  bool // started to drain a rotated file or a copy: never follows again
 	newGen     bool // truncated: the next signature starts the new content's position
 	deadline   time.Time
+	born       time.Time // when this tailer started: rotations seen after it are checked for missed generations
 	lastData   time.Time // when a read last found new bytes (the read-interval clock)
 	lastRotChk time.Time // when the path was last compared with our inode
 

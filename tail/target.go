@@ -249,12 +249,20 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			continue
 		}
 		t.mu.Unlock()
+		// A new inode where we followed another one: the path rotated. If it rotated
+		// more than once between two looks (a writer faster than our reads), the
+		// generations in between were renamed away unseen: find them among the rotated
+		// names and read them from their head first, as a restart would.
+		var missed []*tailer
+		if cur != nil && cur.id != id {
+			missed = t.readMissed(ctx, path, id, cur.born)
+		}
 		k := posKey{t.cfg.ID, id}
 		if e := t.m.pos.get(k); e != nil {
 			if c := e.commit.Load(); !e.done() || fi.Size() >= c.Offset && sigMatches(path, c) {
 				// Known: resume. A file closed and fully read earlier that matches the
 				// glob (a rotated name) resumes at its end instead of being read again.
-				t.start(ctx, path, path, id, e, nil, false)
+				t.start(ctx, path, path, id, e, missed, false)
 				continue
 			}
 			t.m.pos.remove(e) // the inode of a file long gone, reused: a new file
@@ -268,8 +276,29 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			// would be read twice.
 			continue
 		}
-		t.start(ctx, path, path, id, t.m.pos.put(k, path, point{Offset: start}), nil, false)
+		t.start(ctx, path, path, id, t.m.pos.put(k, path, point{Offset: start}), missed, false)
 	}
+}
+
+// readMissed starts draining tailers, from their head, for root's rotated generations
+// that nobody followed and that changed since the generation we last followed there
+// was born; it returns them so the file now at root is read after them.
+func (t *target) readMissed(ctx context.Context, root string, now fileID, since time.Time) []*tailer {
+	claimed := map[fileID]bool{now: true}
+	t.mu.Lock()
+	for id := range t.byID {
+		claimed[id] = true
+	}
+	t.mu.Unlock()
+	var out []*tailer
+	for _, u := range t.unseen(root, now, since, claimed) {
+		e := t.m.pos.put(posKey{t.cfg.ID, u.id}, root, point{})
+		t.log.Info("a generation rotated away before it was seen; reading it from its head", "path", root, "rotated", u.path, "inode", u.id.Ino, "size", u.size)
+		if tl := t.start(ctx, u.path, root, u.id, e, nil, true); tl != nil {
+			out = append(out, tl)
+		}
+	}
+	return out
 }
 
 // start opens path and runs a tailer for it from the entry's committed offset. A
@@ -306,7 +335,7 @@ func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e
 		wake: make(chan struct{}, 1), eof: make(chan struct{}), after: after,
 		readOff: c.Offset, lineOff: c.Offset, emitEnd: c.Offset,
 		draining: draining, drainOnly: draining,
-		sigLen: c.SigLen, sig: c.Sig,
+		sigLen: c.SigLen, sig: c.Sig, born: time.Now(),
 	}
 	tl.tr = tracker{pos: t.m.pos, entry: e}
 	tl.tr.flushed.Store(c.Offset)

@@ -31,7 +31,7 @@ func TestLinesRightAfterReadyAreTailed(t *testing.T) {
 	defer cancel()
 	w.Write(ctx, 5000)
 	w.Close()
-	verify(t, "bug_ready_before_tail_scan", tr, bench.Sent{"file": 5000}, p)
+	verify(t, "lines_right_after_ready", tr, bench.Sent{"file": 5000}, p)
 }
 
 // TestSlowAcksKeepUp: an upstream that acks every chunk after 500ms. The tailer flushes
