@@ -216,4 +216,3 @@ func followed(t testing.TB, m *Manager, path string) {
 		return false
 	}, "%s followed", path)
 }
-
