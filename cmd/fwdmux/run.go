@@ -452,4 +452,3 @@ func (a *app) cfgOptions(file string) options {
 
 // startOptions keeps the command line for SIGHUP reloads.
 var startOptions options
-
