@@ -827,7 +827,7 @@ func TestListenerAgeBackstop(t *testing.T) {
 // With the ring full, connections stop reading (TCP pushes back) and nothing is lost.
 func TestListenerBackpressure(t *testing.T) {
 	t.Parallel()
-	h := newHarnessRing(t, ListenerConfig{}, RingConfig{MaxChunks: 2})
+	h := newHarnessRing(t, ListenerConfig{}, RingConfig{MaxChunks: 2, CoalesceBytes: -1}) // counts chunks: no merging
 	h.out.Hold()
 	const conns, frames, per, size = 4, 40, 50, 1000 // 2 MB per connection
 	var wg sync.WaitGroup
