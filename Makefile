@@ -40,7 +40,7 @@ bench-micro:
 
 # The no-loss suite with long runs and higher rates (about 10 minutes).
 soak:
-	FWDMUX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run . ./internal/e2e | grep -E '^(RESULT|---|ok|FAIL|PASS)'
+	FWDMUX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run . ./internal/e2e | grep -E 'RESULT|^(--- |ok|FAIL|PASS)'
 
 generate:
 	$(GO) generate ./...
