@@ -39,7 +39,8 @@ type Config struct {
 	Logs     []tail.TargetConfig      `toml:"logs" json:"logs"`
 	Admin    admin.Config             `toml:"admin" json:"admin"`
 
-	// SharedKey sets the listener's shared_key from FWDMUX_SHARED_KEY.
+	// hydra is set when the file was a fluent-agent-hydra config, mapped onto this
+	// schema; warnings are what the mapping could not carry over.
 	hydra    bool
 	warnings []string
 }
