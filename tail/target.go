@@ -2,6 +2,7 @@ package tail
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"log/slog"
 	"os"
@@ -30,6 +31,9 @@ type target struct {
 	dir     string // the directory to watch when dirPat is false
 
 	dirCache map[string][]os.DirEntry // directory listings, only while recover runs
+
+	runStart time.Time            // when run began: the oldest a missed generation can be
+	seenAt   map[string]time.Time // path -> when we last started following a file there (t.mu)
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returned and every tailer stopped
@@ -103,6 +107,7 @@ func (t *target) run(ctx context.Context) {
 	defer close(t.done)
 	defer t.unwatchAll()
 	defer t.wg.Wait()
+	t.runStart = time.Now()
 	known := t.m.pos.knownTarget(t.cfg.ID)
 	if !known {
 		// Remember the target at once: after a crash its files are then read from the
@@ -254,8 +259,17 @@ func (t *target) scan(ctx context.Context, initial bool) {
 		// generations in between were renamed away unseen: find them among the rotated
 		// names and read them from their head first, as a restart would.
 		var missed []*tailer
-		if cur != nil && cur.id != id {
-			missed = t.readMissed(ctx, path, id, cur.born)
+		if cur == nil || cur.id != id {
+			// Since the last file we followed at this path started (or since this run
+			// started, if we never followed one here): the tailer of the last one may
+			// already have drained and gone while a storm of renames went on.
+			t.mu.Lock()
+			since, ok := t.seenAt[path]
+			t.mu.Unlock()
+			if !ok {
+				since = t.runStart
+			}
+			missed = t.readMissed(ctx, path, id, since)
 		}
 		k := posKey{t.cfg.ID, id}
 		if e := t.m.pos.get(k); e != nil {
@@ -307,6 +321,14 @@ func (t *target) readMissed(ctx context.Context, root string, now fileID, since 
 func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e *posEntry, after []*tailer, draining bool) *tailer {
 	f, err := os.Open(path)
 	if err != nil {
+		// Renamed away between the scan's stat and this open (a rotation storm): the
+		// inode is in the same directory under its rotated name. Its position entry
+		// exists already, so no later search would take it for unseen: read it now.
+		if errors.Is(err, os.ErrNotExist) && !draining {
+			if moved := findByID(filepath.Dir(path), id); moved != "" {
+				return t.start(ctx, moved, entryPath, id, e, after, true)
+			}
+		}
 		t.log.Warn("cannot open file", "path", path, "err", err)
 		return nil
 	}
@@ -351,6 +373,10 @@ func (t *target) start(ctx context.Context, path, entryPath string, id fileID, e
 	t.mu.Lock()
 	if !draining {
 		t.byPath[path] = tl
+		if t.seenAt == nil {
+			t.seenAt = map[string]time.Time{}
+		}
+		t.seenAt[path] = tl.born
 	}
 	t.byID[id] = tl
 	t.mu.Unlock()
