@@ -519,7 +519,9 @@ func TestMisbehavingConnections(t *testing.T) {
 			drain(t, ring, r, pr, 300)
 			checkDelivered(t, pr.sent, good, bad)
 			st, _ := p.Get("bad")
-			if !strings.Contains(st.LastError, tt.wantErr) || st.Retries == 0 {
+			// A peer that closes with our writes unread may surface as a reset, not EOF.
+			closed := tt.wantErr == "EOF" && strings.Contains(st.LastError, "connection reset by peer")
+			if !(strings.Contains(st.LastError, tt.wantErr) || closed) || st.Retries == 0 {
 				t.Errorf("bad upstream: last error %q, retries %d; want %q", st.LastError, st.Retries, tt.wantErr)
 			}
 		})
