@@ -47,9 +47,7 @@ func benchPipeline(b *testing.B, light bool) {
 	data := makeEntries(0, perChunk, 200)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
-	var ru0, ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	start := time.Now()
+	m := startCPU()
 	b.ResetTimer()
 	for range b.N {
 		if err := ring.Put(ctx, proxy.NewChunk("bench", data, perChunk)); err != nil {
@@ -60,13 +58,30 @@ func benchPipeline(b *testing.B, light bool) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	el := time.Since(start)
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
-	events := float64(b.N) * perChunk
+	m.report(b, float64(b.N)*perChunk)
+	cancel()
+	<-done
+}
+
+// cpuMeter measures a benchmark's wall time and the process's CPU time (every
+// goroutine: client, pool and sink) to report events/s and CPU per event.
+type cpuMeter struct {
+	start time.Time
+	ru    syscall.Rusage
+}
+
+func startCPU() cpuMeter {
+	m := cpuMeter{start: time.Now()}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &m.ru)
+	return m
+}
+
+func (m cpuMeter) report(b *testing.B, events float64) {
+	el := time.Since(m.start)
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano()-m.ru.Utime.Nano()) + time.Duration(ru.Stime.Nano()-m.ru.Stime.Nano())
 	b.ReportMetric(events/el.Seconds(), "events/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/events, "cpu-ns/event")
 	b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "procs")
-	cancel()
-	<-done
 }

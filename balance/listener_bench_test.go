@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net"
-	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,9 +56,7 @@ func BenchmarkListenerToUpstream(b *testing.B) {
 	acks := make(chan error, 1)
 	b.SetBytes(int64(len(frames[0])))
 	b.ReportAllocs()
-	var ru0, ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	start := time.Now()
+	m := startCPU()
 	b.ResetTimer()
 	go func() {
 		dec := wire.NewDecoder(conn, wire.Limits{})
@@ -86,13 +82,7 @@ func BenchmarkListenerToUpstream(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	el := time.Since(start)
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
-	events := float64(b.N) * perFrame
-	b.ReportMetric(events/el.Seconds(), "events/s")
-	b.ReportMetric(float64(cpu.Nanoseconds())/events, "cpu-ns/event")
-	b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "procs")
+	m.report(b, float64(b.N)*perFrame)
 	conn.Close()
 	cancel()
 	<-lnDone

@@ -83,9 +83,6 @@ func NewPool(cfg Config, src Source, log *slog.Logger) (*Pool, error) {
 	}, nil
 }
 
-// Config returns the pool's effective configuration.
-func (p *Pool) Config() Config { return p.cfg }
-
 func (p *Pool) signal() {
 	select {
 	case p.changed <- struct{}{}:

@@ -180,9 +180,6 @@ func NewListener(cfg ListenerConfig, sink Sink, log *slog.Logger) (*Listener, er
 	return l, nil
 }
 
-// Config returns the effective configuration.
-func (l *Listener) Config() ListenerConfig { return l.cfg }
-
 // Ready is closed once the listener accepts connections.
 func (l *Listener) Ready() <-chan struct{} { return l.ready }
 

@@ -118,9 +118,6 @@ func NewRing(cfg RingConfig) *Ring {
 	}
 }
 
-// Config returns the ring's effective configuration.
-func (r *Ring) Config() RingConfig { return r.cfg }
-
 func (r *Ring) fullLocked(n int64) bool {
 	if r.chunks == 0 {
 		return false // a chunk larger than the budget still passes alone
@@ -345,10 +342,6 @@ func (r *Ring) Get(ctx context.Context) (*Chunk, error) {
 		}
 	}
 }
-
-// Wake returns a channel that receives when a chunk may be queued; for outputs that
-// select over several events. Follow it with TryGet.
-func (r *Ring) Wake() <-chan struct{} { return r.wake }
 
 // Requeue puts a chunk that an output took with Get but could not deliver back at the
 // head of the queue. It ignores the bounds (the chunk already counts in them) and works

@@ -38,8 +38,6 @@ func hx(s string) []byte {
 }
 
 // strHex is the hex of a string's bytes, for composing fixtures.
-func strHex(s string) string { return hex.EncodeToString([]byte(s)) }
-
 func cat(parts ...[]byte) []byte {
 	var out []byte
 	for _, p := range parts {

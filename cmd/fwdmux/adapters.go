@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,16 +135,6 @@ func serverSpecToUpstream(s admin.ServerSpec) balance.UpstreamConfig {
 	}
 }
 
-func upstreamToServerSpec(u balance.UpstreamConfig) admin.ServerSpec {
-	return admin.ServerSpec{
-		ID: u.ID, Address: u.Address, Weight: u.Weight, Standby: u.Standby,
-		TLSCAFile: u.TLSCAFile, TLSInsecureSkipVerify: u.TLSInsecureSkipVerify,
-		TLSServerName: u.TLSServerName, SharedKey: u.SharedKey, SelfHostname: u.SelfHostname,
-		Username: u.Username, Password: u.Password, TimeAsInteger: u.TimeAsInteger,
-		Heartbeat: u.Heartbeat, HeartbeatInterval: u.HeartbeatInterval, RequireAck: u.RequireAck,
-	}
-}
-
 func serverStatus(u balance.UpstreamStatus) admin.ServerStatus {
 	s := admin.ServerStatus{
 		ID: u.ID, Address: u.Address, Weight: u.Weight, Standby: u.Standby,
@@ -214,9 +203,6 @@ type statsAdapter struct {
 	pool   *balance.Pool
 	tail   *tail.Manager
 	stdout *proxy.Stdout // nil in forward mode
-
-	mu   sync.Mutex
-	sent map[string]admin.SentStats
 }
 
 func (s *statsAdapter) Snapshot() admin.Snapshot {

@@ -108,9 +108,6 @@ func tomlError(path string, data []byte, err error) error {
 			msg = pe.Error()
 		}
 		line := pe.Position.Line
-		if line == 0 {
-			line = pe.Line
-		}
 		return &ConfigError{File: path, Line: line, Key: indexedKey(data, pe.LastKey, line), Msg: msg}
 	}
 	if m := decodeErrRE.FindStringSubmatch(err.Error()); m != nil {

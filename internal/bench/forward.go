@@ -84,7 +84,6 @@ type ForwardClient struct {
 	ackc    chan []byte
 	errc    chan error
 	pending []frame
-	buf     []byte
 	entries []byte
 	gzbuf   bytes.Buffer
 	gz      *gzip.Writer
