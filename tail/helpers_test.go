@@ -322,11 +322,20 @@ func waitReady(t testing.TB, m *Manager) {
 // waitSeqs waits until every number below n arrived, then reports what is missing.
 func waitSeqs(t testing.TB, d time.Duration, get func(string) map[int]int, prefix string, n int) {
 	t.Helper()
+	waitSeqsOr(t, d, get, prefix, n, nil)
+}
+
+// waitSeqsOr is waitSeqs that calls explain, when lines are missing, before failing.
+func waitSeqsOr(t testing.TB, d time.Duration, get func(string) map[int]int, prefix string, n int, explain func()) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !complete(get(prefix), n) && time.Now().Before(deadline) {
 		<-tick.C
+	}
+	if explain != nil && !complete(get(prefix), n) {
+		explain()
 	}
 	checkSeqs(t, get(prefix), n)
 }

@@ -2,6 +2,7 @@ package tail
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -215,4 +216,89 @@ func followed(t testing.TB, m *Manager, path string) {
 		}
 		return false
 	}, "%s followed", path)
+}
+
+// TestRenameStorm renames the file every few hundred lines without waiting for the
+// reader: generations come and go between two scans, and some are renamed while a
+// directory listing is in progress. Every line arrives. TAIL_STRESS=1 runs longer.
+func TestRenameStorm(t *testing.T) {
+	total, every := 120000, 300
+	if os.Getenv("TAIL_STRESS") != "" {
+		total = 600000
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	w := newSeqWriter(t, path, "s")
+	defer w.close()
+	col := &collector{t: t}
+	m, err := NewManager(rotationConfig(dir), col, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Add(rotationTarget(path)); err != nil {
+		t.Fatal(err)
+	}
+	runManager(t, m)
+	waitReady(t, m)
+	for w.next < total {
+		w.write(100)
+		if w.next%every == 0 {
+			w.rename()
+		}
+	}
+	waitSeqsOr(t, 20*time.Second, col.seqs, "s", total, func() {
+		for _, st := range m.Stats() {
+			t.Logf("file: %+v", st)
+		}
+	})
+	dups := checkSeqs(t, col.seqs("s"), total)
+	t.Logf("%d lines, %d generations, %d duplicates", total, w.gen, dups)
+}
+
+// TestRenamedFollowerDrainsLateWrites: the writer appends to its open descriptor after
+// the rename (logrotate without copytruncate, before the app reopens). The tailer that
+// followed the path has read everything and sleeps; the events of the file's new name
+// are not dispatched to it. The scan that finds the new file must make it look again.
+func TestRenamedFollowerDrainsLateWrites(t *testing.T) {
+	for round := range 3 {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "app.log")
+		w := newSeqWriter(t, path, "s")
+		col := &collector{t: t}
+		m, err := NewManager(rotationConfig(dir), col, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := rotationTarget(path)
+		tc.RotateWait = confDur(3 * time.Second)
+		if _, err := m.Add(tc); err != nil {
+			t.Fatal(err)
+		}
+		stop := runManager(t, m)
+		waitReady(t, m)
+		w.write(10)
+		seen(t, w, func() map[int]int { return col.seqs("s") })
+		w.write(10)
+		old := w.f
+		w.gen++
+		if err := os.Rename(path, fmt.Sprintf("%s.%d", path, w.gen)); err != nil {
+			t.Fatal(err)
+		}
+		w.open()
+		w.write(10) // into the new file
+		nf := w.f
+		// Late: after the read interval and the busy file's rotation-check interval,
+		// within rotate_wait.
+		time.Sleep(2 * rotationCheckEvery)
+		w.f = old
+		w.write(10) // late lines into the renamed one
+		w.f = nf
+		old.Close()
+		waitSeqs(t, 5*time.Second, col.seqs, "s", w.next)
+		w.close()
+		stop()
+		if t.Failed() {
+			t.Fatalf("round %d", round)
+		}
+	}
 }

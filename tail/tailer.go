@@ -48,6 +48,9 @@ type tailer struct {
 	path   atomic.Pointer[string] // where the file is now (changes when a glob re-finds it)
 	head   atomic.Pointer[point]  // the signature of what was read (nil: none yet), for scan
 	exited atomic.Bool
+	// rotated is set by the scan that found another file at our path: check at once,
+	// not at the next rotationCheckEvery.
+	rotated atomic.Bool
 
 	wake   chan struct{} // one slot: something may have changed
 	cancel context.CancelFunc
@@ -215,7 +218,7 @@ func (tl *tailer) checkRotation(log interface {
 	}
 	// Renames and deletions also come as directory events that rescan the target; this
 	// stat is the backstop, so a busy file pays for it a few times a second, not per read.
-	if now := time.Now(); !tl.draining && now.Sub(tl.lastRotChk) < rotationCheckEvery {
+	if now := time.Now(); !tl.draining && !tl.rotated.Swap(false) && now.Sub(tl.lastRotChk) < rotationCheckEvery {
 		return
 	} else {
 		tl.lastRotChk = now

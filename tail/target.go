@@ -170,8 +170,8 @@ func (t *target) dirsChanged() bool {
 // file, and a wake-up only for files whose size or inode changed.
 func (t *target) pollFiles() {
 	t.mu.Lock()
-	tls := make([]*tailer, 0, len(t.byPath))
-	for _, tl := range t.byPath {
+	tls := make([]*tailer, 0, len(t.byID))
+	for _, tl := range t.byID {
 		tls = append(tls, tl)
 	}
 	t.mu.Unlock()
@@ -259,6 +259,14 @@ func (t *target) scan(ctx context.Context, initial bool) {
 		// generations in between were renamed away unseen: find them among the rotated
 		// names and read them from their head first, as a restart would.
 		var missed []*tailer
+		if cur != nil && cur.id != id {
+			// The file we followed there was renamed away: its tailer may have read to
+			// the end and be asleep, and the events of its new name do not reach it (they
+			// are dispatched by path). Make it look now, so it drains what the writer
+			// added after our last read and closes the file.
+			cur.rotated.Store(true)
+			cur.wakeUp()
+		}
 		if cur == nil || cur.id != id {
 			// Since the last file we followed at this path started (or since this run
 			// started, if we never followed one here): the tailer of the last one may

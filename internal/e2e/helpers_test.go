@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,10 @@ func TestMain(m *testing.M) {
 
 // soak is true for the long runs (FWDMUX_SOAK=1).
 var soak = os.Getenv("FWDMUX_SOAK") == "1"
+
+// logDir, from FWDMUX_E2E_LOGDIR, runs fwdmux at debug level and keeps the whole log of
+// every process of a failed case there (the failure message shows only its end).
+var logDir = os.Getenv("FWDMUX_E2E_LOGDIR")
 
 // n scales an event count: short by default, x10 in soak mode.
 func n(short int64) int64 {
@@ -79,6 +84,9 @@ func logConfig(tag, path, format string) string {
 
 func start(t *testing.T, cfg bench.ProcConfig) *bench.Proc {
 	t.Helper()
+	if logDir != "" {
+		cfg.Args = append(cfg.Args, "-log-level", "debug")
+	}
 	p, err := bench.StartProc(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +94,14 @@ func start(t *testing.T, cfg bench.ProcConfig) *bench.Proc {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("fwdmux log (last 8 KiB):\n%s", tail(p.Log(), 8<<10))
+			if logDir != "" {
+				name := filepath.Join(logDir, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), p.Pid))
+				if err := os.WriteFile(name, []byte(p.Log()), 0o644); err != nil {
+					t.Log(err)
+				} else {
+					t.Logf("whole fwdmux log: %s", name)
+				}
+			}
 		}
 		p.Cleanup()
 	})
