@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 
@@ -507,54 +508,100 @@ func internCompression(v []byte) string {
 
 // gunzip inflates a gzip stream of one or more members, stopping at the limit.
 func (p *Parser) gunzip(src []byte) ([]byte, error) {
-	p.br.Reset(src)
-	var err error
-	if p.gz == nil {
-		p.gz, err = gzip.NewReader(&p.br)
-	} else {
-		err = p.gz.Reset(&p.br)
-	}
+	return p.readLimited(func() (io.Reader, error) {
+		p.br.Reset(src)
+		var err error
+		if p.gz == nil {
+			p.gz, err = gzip.NewReader(&p.br)
+		} else {
+			err = p.gz.Reset(&p.br)
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.gz.Multistream(true)
+		return p.gz, nil
+	})
+}
+
+// inflateDirect is how much of a compressed stream is inflated straight into the
+// parser's buffer. A longer stream is measured first and then inflated once more into
+// a buffer of its exact size: a decompression bomb then costs CPU up to the limit but
+// no memory, and a large honest frame one allocation instead of a doubling series
+// whose garbage, under GC pacing, cost several times its size in RSS.
+const inflateDirect = 4 << 20
+
+// readLimited inflates the stream that open (re)starts, up to MaxDecompressedBytes.
+func (p *Parser) readLimited(open func() (io.Reader, error)) ([]byte, error) {
+	r, err := open()
 	if err != nil {
 		return nil, err
 	}
-	p.gz.Multistream(true)
-	return p.readLimited(p.gz)
-}
-
-func (p *Parser) readLimited(r io.Reader) ([]byte, error) {
-	out := p.inflate[:0]
 	limit := p.lim.MaxDecompressedBytes
+	direct := min(limit, inflateDirect)
+	out := p.inflate[:0]
 	for {
 		if len(out) == cap(out) {
-			if len(out) > limit {
-				return nil, ErrDecompressedTooLarge
+			if len(out) > direct {
+				break // longer than the direct part: measure it
 			}
-			grow := max(cap(out), 64<<10)
-			if len(out)+grow > limit+1 {
-				grow = limit + 1 - len(out)
-			}
-			out = slices.Grow(out, grow)
+			out = slices.Grow(out, min(max(cap(out), 64<<10), direct+1-len(out)))
 		}
 		n, err := r.Read(out[len(out):cap(out)])
 		out = out[:len(out)+n]
+		if err == io.EOF && len(out) <= limit {
+			p.keep(out)
+			return out, nil
+		}
+		if err != nil && err != io.EOF {
+			p.keep(out[:0])
+			return nil, err
+		}
 		if len(out) > limit {
-			p.inflate = out[:0]
+			p.keep(out[:0])
+			return nil, ErrDecompressedTooLarge
+		}
+	}
+	// Measure the rest, reading into the direct buffer's tail, without keeping it.
+	total := int64(len(out))
+	scratch := out[len(out)-min(len(out), 64<<10):]
+	p.keep(out[:0])
+	for {
+		n, err := r.Read(scratch[:cap(scratch)])
+		total += int64(n)
+		if total > int64(limit) {
 			return nil, ErrDecompressedTooLarge
 		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			p.inflate = out[:0]
 			return nil, err
 		}
 	}
-	if cap(out) <= 4<<20 {
-		p.inflate = out // keep moderate buffers for the next frame
+	if r, err = open(); err != nil {
+		return nil, err
+	}
+	// One byte more than measured: a stream that inflates differently the second
+	// time (it cannot, but the reader is not ours) shows as an error, not a short read.
+	big := make([]byte, total+1)
+	n, err := io.ReadFull(r, big)
+	if err != io.ErrUnexpectedEOF || int64(n) != total {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("stream inflated to %d bytes, then to %d", total, n)
+		}
+		return nil, err
+	}
+	return big[:n], nil
+}
+
+// keep retains a moderate buffer for the next frame.
+func (p *Parser) keep(b []byte) {
+	if cap(b) <= inflateDirect+1 {
+		p.inflate = b[:0]
 	} else {
 		p.inflate = nil
 	}
-	return out, nil
 }
 
 func (p *Parser) unzstd(src []byte) ([]byte, error) {
@@ -575,11 +622,13 @@ func (p *Parser) unzstd(src []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	p.zbr.Reset(src)
-	if err := p.zs.Reset(&p.zbr); err != nil {
-		return nil, err
-	}
-	return p.readLimited(p.zs)
+	return p.readLimited(func() (io.Reader, error) {
+		p.zbr.Reset(src)
+		if err := p.zs.Reset(&p.zbr); err != nil {
+			return nil, err
+		}
+		return p.zs, nil
+	})
 }
 
 // typeName describes the msgpack type at b[0] for error messages.

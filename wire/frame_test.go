@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/hex"
+	"runtime"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -424,5 +425,51 @@ func TestLimitsWithDefaults(t *testing.T) {
 	set := Limits{MaxFrameBytes: 1, MaxDecompressedBytes: 2, MaxDepth: 3}
 	if set.WithDefaults() != set {
 		t.Errorf("WithDefaults changed set fields: %+v", set.WithDefaults())
+	}
+}
+
+// A stream longer than inflateDirect is measured, then inflated into a buffer of its
+// exact size: it decodes the same, and a bomb is refused without holding its size in
+// memory (before, it allocated a doubling series up to the limit: twice the limit).
+func TestParseLargeCompressedStream(t *testing.T) {
+	one := hx(e2)
+	const limit = 4 * inflateDirect
+	big := bytes.Repeat(one, (3*inflateDirect)/len(one)) // under the limit
+	half := len(big) / 2 / len(one) * len(one)
+	bomb := make([]byte, limit+1)
+	allocated := func(f func()) uint64 {
+		var a, b runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&a)
+		f()
+		runtime.ReadMemStats(&b)
+		return b.TotalAlloc - a.TotalAlloc
+	}
+	for _, tc := range []struct {
+		comp       string
+		data, boom []byte
+	}{
+		{"gzip", gzipMembers(t, big[:half], big[half:]), gzipMembers(t, bomb)},
+		{"zstd", zstdBytes(t, big), zstdBytes(t, bomb)},
+	} {
+		t.Run(tc.comp, func(t *testing.T) {
+			p := NewParser(Limits{MaxDecompressedBytes: limit})
+			defer p.Close()
+			opt := cat(hx("81"+kCompressed), []byte{0xa4}, []byte(tc.comp))
+			var f Frame
+			if err := p.Parse(cat(hx("93 a161"), str32(tc.data), opt), 0, &f); err != nil {
+				t.Fatal(err)
+			}
+			if f.Count != len(big)/len(one) || !bytes.Equal(f.Entries, big) {
+				t.Fatalf("count %d, %d bytes of entries; want %d, %d", f.Count, len(f.Entries), len(big)/len(one), len(big))
+			}
+			frame := cat(hx("93 a161"), str32(tc.boom), opt)
+			var err error
+			n := allocated(func() { err = p.Parse(frame, 0, &f) })
+			wantDecodeError(t, err, ErrDecompressedTooLarge, 8)
+			if limit := uint64(2*inflateDirect + 4<<20); n > limit {
+				t.Errorf("a bomb allocated %d bytes, want at most %d", n, limit)
+			}
+		})
 	}
 }
