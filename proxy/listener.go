@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,6 +159,7 @@ type Listener struct {
 	heartbeats  atomic.Int64
 	errMu       sync.Mutex
 	errs        map[string]int64
+	inflate     wire.InflateGate // one inflation per core at a time, across connections
 }
 
 // NewListener validates cfg (after defaults) and loads TLS material. It starts nothing.
@@ -169,7 +171,8 @@ func NewListener(cfg ListenerConfig, sink Sink, log *slog.Logger) (*Listener, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Listener{cfg: cfg, sink: sink, log: log.With("component", "listener"), errs: map[string]int64{}, ready: make(chan struct{})}
+	l := &Listener{cfg: cfg, sink: sink, log: log.With("component", "listener"), errs: map[string]int64{}, ready: make(chan struct{}),
+		inflate: wire.NewInflateGate(runtime.GOMAXPROCS(0))}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -433,6 +436,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 
 	dec := wire.NewDecoder(c, l.cfg.Limits)
 	defer dec.Close()
+	dec.SetInflateGate(l.inflate)
 
 	// Intake shutdown: wake the read so the loop can flush and leave.
 	stopRead := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })

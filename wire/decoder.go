@@ -45,6 +45,9 @@ func NewDecoder(r io.Reader, lim Limits) *Decoder {
 // Close releases the decoder's decompressors. Idempotent.
 func (d *Decoder) Close() { d.p.Close() }
 
+// SetInflateGate shares g, which bounds concurrent inflations, with other decoders.
+func (d *Decoder) SetInflateGate(g InflateGate) { d.p.SetInflateGate(g) }
+
 // Buffered returns the number of bytes read from the stream and not yet decoded. Zero
 // after a frame means the sender has nothing more in flight on this stream right now:
 // the moment to flush a partial batch.

@@ -94,6 +94,7 @@ func (l Limits) WithDefaults() Limits {
 // NewParser. Close releases the zstd decoder.
 type Parser struct {
 	lim     Limits
+	gate    InflateGate
 	scratch []byte // Message-mode entry, decompressed stream, filtered entries
 	inflate []byte
 	gz      *gzip.Reader
@@ -106,6 +107,18 @@ type Parser struct {
 func NewParser(lim Limits) *Parser {
 	return &Parser{lim: lim.WithDefaults()}
 }
+
+// InflateGate bounds how many compressed streams the parsers that share it inflate at
+// once. Inflating is CPU work that holds up to MaxDecompressedBytes of memory; without
+// a bound, clients sending compressed frames (or decompression bombs) faster than the
+// CPU inflates them would pile up inflations, and their memory, without limit.
+type InflateGate chan struct{}
+
+// NewInflateGate lets n streams inflate at once (n < 1 is 1).
+func NewInflateGate(n int) InflateGate { return make(InflateGate, max(n, 1)) }
+
+// SetInflateGate makes the parser take a slot of g for each inflation (nil: none).
+func (p *Parser) SetInflateGate(g InflateGate) { p.gate = g }
 
 // Close releases decompressor resources. Idempotent.
 func (p *Parser) Close() {
@@ -533,6 +546,11 @@ const inflateDirect = 4 << 20
 
 // readLimited inflates the stream that open (re)starts, up to MaxDecompressedBytes.
 func (p *Parser) readLimited(open func() (io.Reader, error)) ([]byte, error) {
+	if p.gate != nil {
+		// Holders only inflate (bounded CPU work), so a waiter always gets its turn.
+		p.gate <- struct{}{}
+		defer func() { <-p.gate }()
+	}
 	r, err := open()
 	if err != nil {
 		return nil, err

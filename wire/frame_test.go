@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -471,5 +472,37 @@ func TestParseLargeCompressedStream(t *testing.T) {
 				t.Errorf("a bomb allocated %d bytes, want at most %d", n, limit)
 			}
 		})
+	}
+}
+
+// Parsers sharing an InflateGate inflate one stream per slot; frames that need no
+// inflation never wait for it.
+func TestInflateGate(t *testing.T) {
+	g := NewInflateGate(1)
+	p := NewParser(Limits{})
+	p.SetInflateGate(g)
+	defer p.Close()
+	compressed := cat(hx("93 a161"), str32(gzipMembers(t, hx(e1))), hx("81"+kCompressed+vGzip))
+	var f Frame
+	g <- struct{}{} // another parser is inflating
+	if err := p.Parse(hx("92 a161 a0"), 0, &f); err != nil {
+		t.Fatalf("plain packed frame: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var f Frame
+		done <- p.Parse(compressed, 0, &f)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("inflated while the only slot was taken (err %v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	<-g
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(g) != 0 {
+		t.Fatalf("slot not released: %d taken", len(g))
 	}
 }

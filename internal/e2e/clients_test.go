@@ -143,6 +143,11 @@ func TestGarbageBesideHealthyClients(t *testing.T) {
 	close(stop)
 	t.Logf("garbage rounds=%d (x%d bad connections)", <-done, len(inputs))
 	verify(t, "garbage_beside_healthy", tr, sent, p)
+	// Bombs arrive faster than a busy machine inflates them: inflations wait for a
+	// slot, and a refused bomb holds no more than the direct part (4 MiB).
+	if kb := p.PeakRSS(); kb > 128<<10 {
+		t.Errorf("peak RSS %d MiB with garbage clients, want under 128 MiB", kb>>10)
+	}
 	if p.Exited() {
 		t.Fatal("fwdmux exited")
 	}
