@@ -239,6 +239,10 @@ type Config struct {
 	// PollInterval is the stat-poll fallback for filesystems where change events do not
 	// arrive, and the bound on picking up a new file (default 1s).
 	PollInterval conf.Duration `toml:"poll_interval" json:"poll_interval"`
+	// DisableFileEvents turns off directory events (inotify): every followed file is
+	// then stat-polled every PollInterval. For filesystems whose events are unreliable
+	// (network filesystems written from other hosts); it costs a stat per file per poll.
+	DisableFileEvents bool `toml:"disable_file_events" json:"disable_file_events"`
 	// ChunkBytes flushes a chunk at this size (default 1 MiB). A chunk is also flushed
 	// the moment a file is read to its end.
 	ChunkBytes int `toml:"chunk_bytes" json:"chunk_bytes"`

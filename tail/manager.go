@@ -81,9 +81,13 @@ func NewManager(cfg Config, sink Sink, log *slog.Logger) (*Manager, error) {
 // SavePositions after the output drained to keep those commits too.
 func (m *Manager) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
+	var w *fsnotify.Watcher
+	var err error
+	if m.cfg.DisableFileEvents {
+		m.log.Info("file events disabled; polling every file", "poll_interval", m.cfg.PollInterval)
+	} else if w, err = fsnotify.NewWatcher(); err != nil {
 		m.log.Warn("no file events; polling only", "err", err, "poll_interval", m.cfg.PollInterval)
+		w = nil
 	} else {
 		m.wmu.Lock()
 		m.watcher = w
@@ -387,8 +391,27 @@ func (m *Manager) dispatch(w *fsnotify.Watcher) {
 			if !ok {
 				return
 			}
-			// Overflow: events were lost; the stat poll catches up.
-			m.log.Warn("file watcher error; relying on polling", "err", err)
+			// Overflow: events were lost. Every target rescans and polls its files now
+			// instead of waiting for its safety net.
+			m.log.Warn("file watcher lost events; rescanning every target", "err", err)
+			m.wmu.Lock()
+			buf = buf[:0]
+			seen := map[*target]bool{}
+			for _, ts := range m.dirs {
+				for _, t := range ts {
+					if !seen[t] {
+						seen[t] = true
+						buf = append(buf, t)
+					}
+				}
+			}
+			m.wmu.Unlock()
+			for _, t := range buf {
+				select {
+				case t.catchUp <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 }

@@ -131,6 +131,42 @@ func TestFileCreatedLaterAndGlobPickup(t *testing.T) {
 	}
 }
 
+// Without directory events (disable_file_events) the poll alone finds files created
+// later, in new directories too, and the lines appended to them.
+func TestPollingWithoutFileEvents(t *testing.T) {
+	dir := t.TempDir()
+	col := &collector{t: t}
+	cfg := fastConfig(dir)
+	cfg.DisableFileEvents = true
+	m, err := NewManager(cfg, col, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "logs")
+	if _, err := m.Add(TargetConfig{Path: filepath.Join(sub, "*.log"), Tag: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	runManager(t, m)
+	waitReady(t, m)
+	os.MkdirAll(sub, 0o755) // the directory appears after start
+	w := newSeqWriter(t, filepath.Join(sub, "a.log"), "p")
+	defer w.close()
+	for i := 0; i < 20; i++ {
+		w.write(50)
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitSeqs(t, 10*time.Second, col.seqs, "p", w.next)
+	m.mu.Lock()
+	for _, tg := range m.targets {
+		tg.mu.Lock()
+		if !tg.blind {
+			t.Error("target not polling every file although file events are disabled")
+		}
+		tg.mu.Unlock()
+	}
+	m.mu.Unlock()
+}
+
 func TestDeletedFileReadToEndAndClosed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "del.log")

@@ -24,14 +24,18 @@ func rotationTarget(path string) TargetConfig {
 }
 
 // TestRotationWhileWriting: rename and copytruncate rotations every N lines while
-// writing at speed; every line arrives.
+// writing at speed; every line arrives. The polling cases run without directory
+// events (disable_file_events): the stat poll alone sees writes, renames and truncations.
 func TestRotationWhileWriting(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		rotate func(w *seqWriter)
+		poll   bool
 	}{
-		{"rename", (*seqWriter).rename},
-		{"copytruncate", (*seqWriter).copyTruncate},
+		{"rename", (*seqWriter).rename, false},
+		{"copytruncate", (*seqWriter).copyTruncate, false},
+		{"rename-polling", (*seqWriter).rename, true},
+		{"copytruncate-polling", (*seqWriter).copyTruncate, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const total, every = 30000, 3000
@@ -40,7 +44,9 @@ func TestRotationWhileWriting(t *testing.T) {
 			w := newSeqWriter(t, path, "s")
 			defer w.close()
 			col := &collector{t: t}
-			m, err := NewManager(rotationConfig(dir), col, testLogger(t))
+			cfg := rotationConfig(dir)
+			cfg.DisableFileEvents = tc.poll
+			m, err := NewManager(cfg, col, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,6 +55,12 @@ func TestRotationWhileWriting(t *testing.T) {
 			}
 			runManager(t, m)
 			waitReady(t, m)
+			m.wmu.Lock()
+			watching := m.watcher != nil
+			m.wmu.Unlock()
+			if watching == tc.poll {
+				t.Fatalf("file watcher running: %v, want %v", watching, !tc.poll)
+			}
 			for w.next < total {
 				w.write(100)
 				if w.next%every == 0 {

@@ -51,6 +51,9 @@ type tailer struct {
 	// rotated is set by the scan that found another file at our path: check at once,
 	// not at the next rotationCheckEvery.
 	rotated atomic.Bool
+	// polledMtime is the file's mtime at the target's last stat poll: a file copied,
+	// truncated and written back to the same size changed only there.
+	polledMtime atomic.Int64
 
 	wake   chan struct{} // one slot: something may have changed
 	cancel context.CancelFunc

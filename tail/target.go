@@ -35,10 +35,11 @@ type target struct {
 	runStart time.Time            // when run began: the oldest a missed generation can be
 	seenAt   map[string]time.Time // path -> when we last started following a file there (t.mu)
 
-	cancel context.CancelFunc
-	done   chan struct{} // closed when run returned and every tailer stopped
-	ready  chan struct{} // closed after recovery and the first scan
-	rescan chan struct{} // one slot
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returned and every tailer stopped
+	ready   chan struct{} // closed after recovery and the first scan
+	rescan  chan struct{} // one slot
+	catchUp chan struct{} // one slot: the watcher lost events
 
 	mu      sync.Mutex
 	byPath  map[string]*tailer // the tailer following each path
@@ -59,6 +60,7 @@ func newTarget(m *Manager, cfg TargetConfig) (*target, error) {
 		done:    make(chan struct{}),
 		ready:   make(chan struct{}),
 		rescan:  make(chan struct{}, 1),
+		catchUp: make(chan struct{}, 1),
 		byPath:  map[string]*tailer{},
 		byID:    map[fileID]*tailer{},
 		watched: map[string]time.Time{},
@@ -119,32 +121,75 @@ func (t *target) run(ctx context.Context) {
 	close(t.ready)
 	tick := time.NewTicker(t.m.cfg.PollInterval.D())
 	defer tick.Stop()
-	for n := 1; ; n++ {
+	sn := safetyNet{scanEvery: 10 * t.m.cfg.PollInterval.D(), pollEvery: 5 * t.m.cfg.PollInterval.D()}
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.rescan:
 			t.scan(ctx, false)
-		case <-tick.C:
-			// A changed directory (mtime) means files came or went; every tenth tick
-			// rescans anyway for filesystems with coarse timestamps.
-			if t.dirPat || n%10 == 0 || t.dirsChanged() {
-				t.scan(ctx, false)
-			}
-			if n%10 == 0 {
-				t.pruneDone()
-			}
-			// With working directory events the per-file stat poll is only a safety net
-			// (a missed event, an inotify queue overflow): every fifth tick. Without
-			// them it is how writes are seen: every tick.
+		case <-t.catchUp:
+			// The watcher lost events (queue overflow): look at everything now.
+			sn.scan(func() { t.scan(ctx, false); t.pruneDone() })
+			sn.poll(t.pollFiles)
+		case now := <-tick.C:
+			// A changed directory (mtime) means files came or went. Full rescans and the
+			// per-file stat poll are safety nets while directory events work (a missed
+			// event, a filesystem that reports remote writes late): they run on a
+			// schedule that keeps their cost small whatever the number of files. Without
+			// events, the stat poll is how writes are seen: every tick.
 			t.mu.Lock()
 			blind := t.blind
 			t.mu.Unlock()
-			if blind || n%5 == 0 {
-				t.pollFiles()
+			switch {
+			case sn.scanDue(now):
+				sn.scan(func() { t.scan(ctx, false); t.pruneDone() })
+			case t.dirPat || t.dirsChanged():
+				t.scan(ctx, false)
+			}
+			if blind || sn.pollDue(now) {
+				sn.poll(t.pollFiles)
 			}
 		}
 	}
+}
+
+// safetyNet schedules a target's periodic full rescans and stat polls while directory
+// events work. Each runs at most every scanEvery / pollEvery (10 and 5 poll intervals),
+// and is spaced by safetyNetSpacing times what it took last: ten thousand idle files cost
+// a fraction of a percent of a core, and a busy machine (slower passes) polls less.
+type safetyNet struct {
+	scanEvery, pollEvery time.Duration
+	nextScan, nextPoll   time.Time
+}
+
+// safetyNetSpacing lets a pass use 1/400 of the time: 0.25 % of a core for each net.
+const safetyNetSpacing = 400
+
+func (s *safetyNet) scanDue(now time.Time) bool {
+	if s.nextScan.IsZero() {
+		s.nextScan = now.Add(s.scanEvery)
+	}
+	return !now.Before(s.nextScan)
+}
+
+func (s *safetyNet) pollDue(now time.Time) bool {
+	if s.nextPoll.IsZero() {
+		s.nextPoll = now.Add(s.pollEvery)
+	}
+	return !now.Before(s.nextPoll)
+}
+
+func (s *safetyNet) scan(f func()) {
+	t0 := time.Now()
+	f()
+	s.nextScan = time.Now().Add(max(s.scanEvery, safetyNetSpacing*time.Since(t0)))
+}
+
+func (s *safetyNet) poll(f func()) {
+	t0 := time.Now()
+	f()
+	s.nextPoll = time.Now().Add(max(s.pollEvery, safetyNetSpacing*time.Since(t0)))
 }
 
 func (t *target) dirsChanged() bool {
@@ -167,7 +212,7 @@ func (t *target) dirsChanged() bool {
 }
 
 // pollFiles is the fallback for filesystems that send no events: one stat per followed
-// file, and a wake-up only for files whose size or inode changed.
+// file, and a wake-up only for files whose inode, size or mtime changed.
 func (t *target) pollFiles() {
 	t.mu.Lock()
 	tls := make([]*tailer, 0, len(t.byID))
@@ -181,7 +226,8 @@ func (t *target) pollFiles() {
 			tl.wakeUp()
 			continue
 		}
-		if id, _ := idOf(fi); id != tl.id || fi.Size() != tl.st.size.Load() {
+		mt := fi.ModTime().UnixNano()
+		if id, _ := idOf(fi); id != tl.id || fi.Size() != tl.st.size.Load() || tl.polledMtime.Swap(mt) != mt {
 			tl.wakeUp()
 		}
 	}
@@ -229,6 +275,16 @@ func (t *target) excluded(path string) bool {
 func (t *target) scan(ctx context.Context, initial bool) {
 	files, dirs := t.glob()
 	t.watchDirs(dirs)
+	// Stat every file first, then look for missed generations in directory listings
+	// taken after the last stat: a generation renamed away before its path was looked at
+	// is in them, and each directory is listed once per scan, not once per new file
+	// (ten thousand new files in one directory would cost a hundred million entries).
+	type found struct {
+		path string
+		fi   os.FileInfo
+		id   fileID
+	}
+	var fs []found
 	for _, path := range files {
 		if ctx.Err() != nil {
 			return
@@ -238,6 +294,16 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			continue
 		}
 		id, _ := idOf(fi)
+		fs = append(fs, found{path, fi, id})
+	}
+	var claimed map[fileID]bool // built on first need: the files followed or found now
+	t.dirCache = map[string][]os.DirEntry{}
+	defer func() { t.dirCache = nil }()
+	for _, f := range fs {
+		if ctx.Err() != nil {
+			return
+		}
+		path, fi, id := f.path, f.fi, f.id
 		t.mu.Lock()
 		cur, same := t.byPath[path], t.byID[id]
 		if cur != nil && cur.id == id && !cur.exited.Load() {
@@ -252,6 +318,17 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			t.mu.Unlock()
 			same.wakeUp()
 			continue
+		}
+		if cur == nil || cur.id != id {
+			if claimed == nil {
+				claimed = make(map[fileID]bool, len(t.byID)+len(fs))
+				for id := range t.byID {
+					claimed[id] = true
+				}
+				for _, f := range fs {
+					claimed[f.id] = true
+				}
+			}
 		}
 		t.mu.Unlock()
 		// A new inode where we followed another one: the path rotated. If it rotated
@@ -277,7 +354,7 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			if !ok {
 				since = t.runStart
 			}
-			missed = t.readMissed(ctx, path, id, since)
+			missed = t.readMissed(ctx, path, since, claimed)
 		}
 		k := posKey{t.cfg.ID, id}
 		if e := t.m.pos.get(k); e != nil {
@@ -304,16 +381,12 @@ func (t *target) scan(ctx context.Context, initial bool) {
 
 // readMissed starts draining tailers, from their head, for root's rotated generations
 // that nobody followed and that changed since the generation we last followed there
-// was born; it returns them so the file now at root is read after them.
-func (t *target) readMissed(ctx context.Context, root string, now fileID, since time.Time) []*tailer {
-	claimed := map[fileID]bool{now: true}
-	t.mu.Lock()
-	for id := range t.byID {
-		claimed[id] = true
-	}
-	t.mu.Unlock()
+// was born; it returns them so the file now at root is read after them. claimed holds
+// the files followed or found by the scan (the one now at root among them) and gains
+// the generations started here.
+func (t *target) readMissed(ctx context.Context, root string, since time.Time, claimed map[fileID]bool) []*tailer {
 	var out []*tailer
-	for _, u := range t.unseen(root, now, since, claimed) {
+	for _, u := range t.unseen(root, fileID{}, since, claimed) {
 		e := t.m.pos.put(posKey{t.cfg.ID, u.id}, root, point{})
 		t.log.Info("a generation rotated away before it was seen; reading it from its head", "path", root, "rotated", u.path, "inode", u.id.Ino, "size", u.size)
 		if tl := t.start(ctx, u.path, root, u.id, e, nil, true); tl != nil {
@@ -691,9 +764,15 @@ func (t *target) family(root string, not fileID, claimed map[fileID]bool) []fami
 		}
 	}
 	var out []familyFile
-	for _, de := range des {
+	// ReadDir sorts by name: base's generations (base + suffix) follow it, so a binary
+	// search skips the rest of a directory of thousands of files.
+	i, _ := slices.BinarySearchFunc(des, base, func(de os.DirEntry, b string) int { return strings.Compare(de.Name(), b) })
+	for _, de := range des[i:] {
+		if !strings.HasPrefix(de.Name(), base) {
+			break
+		}
 		if !rotatedName(base, de.Name()) {
-			continue // most entries: decided on the name alone, before building a path
+			continue // decided on the name alone, before building a path
 		}
 		p := filepath.Join(dir, de.Name())
 		if t.matches(p) || t.excluded(p) {
