@@ -504,3 +504,24 @@ func TestPositionFileUnderARegularFile(t *testing.T) {
 		t.Errorf("Run: %v, want the failed final save reported", err)
 	}
 }
+
+// The safety nets keep their minimum interval and back off in proportion to what a
+// pass cost, so that many files cannot make them expensive.
+func TestSafetyNetSpacing(t *testing.T) {
+	now := time.Now()
+	s := safetyNet{scanEvery: time.Second, pollEvery: 500 * time.Millisecond}
+	if s.scanDue(now) || s.pollDue(now) {
+		t.Fatal("due before the first interval")
+	}
+	if !s.scanDue(now.Add(time.Second)) || !s.pollDue(now.Add(500*time.Millisecond)) {
+		t.Fatal("not due after the first interval")
+	}
+	s.poll(func() {}) // cheap: the minimum interval
+	if d := time.Until(s.nextPoll); d > 500*time.Millisecond || d < 400*time.Millisecond {
+		t.Fatalf("cheap poll: next in %v, want the 500ms minimum", d)
+	}
+	s.scan(func() { time.Sleep(5 * time.Millisecond) }) // costly: 1000x its cost
+	if d := time.Until(s.nextScan); d < 5*time.Second {
+		t.Fatalf("5 ms scan: next in %v, want at least 5 s", d)
+	}
+}

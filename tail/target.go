@@ -163,8 +163,8 @@ type safetyNet struct {
 	nextScan, nextPoll   time.Time
 }
 
-// safetyNetSpacing lets a pass use 1/400 of the time: 0.25 % of a core for each net.
-const safetyNetSpacing = 400
+// safetyNetSpacing lets a pass use 1/1000 of the time: 0.1 % of a core for each net.
+const safetyNetSpacing = 1000
 
 func (s *safetyNet) scanDue(now time.Time) bool {
 	if s.nextScan.IsZero() {
