@@ -38,9 +38,10 @@ bench: build
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./wire ./proxy ./tail ./balance
 
-# The no-loss suite with long runs and higher rates (about 10 minutes).
+# The no-loss suite at soak rates, round after round for SOAK_MINUTES (default 10),
+# then per-case totals.
 soak:
-	FWDMUX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run . ./internal/e2e | grep -E 'RESULT|^(--- |ok|FAIL|PASS)'
+	GO=$(GO) bash internal/e2e/soak.sh
 
 generate:
 	$(GO) generate ./...
