@@ -76,6 +76,11 @@ func NewManager(cfg Config, sink Sink, log *slog.Logger) (*Manager, error) {
 	return m, nil
 }
 
+// watchBuffer lets the watcher's reader queue events while dispatch is busy: a thousand
+// files written line by line make a hundred thousand events a second, and an unbuffered
+// channel costs a goroutine switch for each.
+const watchBuffer = 1024
+
 // Run follows every target until ctx ends, then stops the tailers, waits for them and
 // saves the positions. Chunks still in flight then may be acked later: call
 // SavePositions after the output drained to keep those commits too.
@@ -85,7 +90,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	var err error
 	if m.cfg.DisableFileEvents {
 		m.log.Info("file events disabled; polling every file", "poll_interval", m.cfg.PollInterval)
-	} else if w, err = fsnotify.NewWatcher(); err != nil {
+	} else if w, err = fsnotify.NewBufferedWatcher(watchBuffer); err != nil {
 		m.log.Warn("no file events; polling only", "err", err, "poll_interval", m.cfg.PollInterval)
 		w = nil
 	} else {

@@ -292,7 +292,7 @@ func (tl *tailer) readAvailable(ctx context.Context) error {
 // load). One pread of at most 1 KiB per wake-up.
 func (tl *tailer) checkSig() bool {
 	var buf [sigMax]byte
-	n, err := tl.f.ReadAt(buf[:], 0)
+	n, err := readOnce(tl.f, buf[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return true // a read error shows up in the read that follows
 	}
@@ -354,7 +354,8 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 				buf = nb
 			}
 		}
-		n, err := tl.f.ReadAt(buf[len(buf):cap(buf)], tl.readOff)
+		avail := cap(buf) - len(buf)
+		n, err := readOnce(tl.f, buf[len(buf):cap(buf)], tl.readOff)
 		if n > 0 {
 			got = true
 			now := time.Now()
@@ -378,8 +379,8 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, fmt.Errorf("tail %s: %w", tl.curPath(), err)
 		}
-		if n == 0 || err != nil {
-			break
+		if n < avail || err != nil {
+			break // a short read is the end of the file for now
 		}
 	}
 	if got {
