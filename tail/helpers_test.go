@@ -274,6 +274,25 @@ func runManager(t testing.TB, m *Manager) (stop func()) {
 	return stop
 }
 
+// follow runs a manager with cfg over the targets, collecting what it sends, and waits
+// until every target is ready. stop ends it (cleanup does too).
+func follow(t testing.TB, cfg Config, tcs ...TargetConfig) (m *Manager, col *collector, stop func()) {
+	t.Helper()
+	col = &collector{t: t}
+	m, err := NewManager(cfg, col, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tcs {
+		if _, err := m.Add(tc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop = runManager(t, m)
+	waitReady(t, m)
+	return m, col, stop
+}
+
 func fastConfig(dir string) Config {
 	return Config{
 		PositionFile:       dir + "/positions.json",

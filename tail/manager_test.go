@@ -135,19 +135,10 @@ func TestFileCreatedLaterAndGlobPickup(t *testing.T) {
 // later, in new directories too, and the lines appended to them.
 func TestPollingWithoutFileEvents(t *testing.T) {
 	dir := t.TempDir()
-	col := &collector{t: t}
 	cfg := fastConfig(dir)
 	cfg.DisableFileEvents = true
-	m, err := NewManager(cfg, col, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	sub := filepath.Join(dir, "logs")
-	if _, err := m.Add(TargetConfig{Path: filepath.Join(sub, "*.log"), Tag: "p"}); err != nil {
-		t.Fatal(err)
-	}
-	runManager(t, m)
-	waitReady(t, m)
+	m, col, _ := follow(t, cfg, TargetConfig{Path: filepath.Join(sub, "*.log"), Tag: "p"})
 	os.MkdirAll(sub, 0o755) // the directory appears after start
 	w := newSeqWriter(t, filepath.Join(sub, "a.log"), "p")
 	defer w.close()

@@ -43,18 +43,9 @@ func TestRotationWhileWriting(t *testing.T) {
 			path := filepath.Join(dir, "app.log")
 			w := newSeqWriter(t, path, "s")
 			defer w.close()
-			col := &collector{t: t}
 			cfg := rotationConfig(dir)
 			cfg.DisableFileEvents = tc.poll
-			m, err := NewManager(cfg, col, testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := m.Add(rotationTarget(path)); err != nil {
-				t.Fatal(err)
-			}
-			runManager(t, m)
-			waitReady(t, m)
+			m, col, _ := follow(t, cfg, rotationTarget(path))
 			m.wmu.Lock()
 			watching := m.watcher != nil
 			m.wmu.Unlock()
@@ -242,16 +233,7 @@ func TestRenameStorm(t *testing.T) {
 	path := filepath.Join(dir, "app.log")
 	w := newSeqWriter(t, path, "s")
 	defer w.close()
-	col := &collector{t: t}
-	m, err := NewManager(rotationConfig(dir), col, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Add(rotationTarget(path)); err != nil {
-		t.Fatal(err)
-	}
-	runManager(t, m)
-	waitReady(t, m)
+	m, col, _ := follow(t, rotationConfig(dir), rotationTarget(path))
 	for w.next < total {
 		w.write(100)
 		if w.next%every == 0 {
@@ -276,18 +258,9 @@ func TestRenamedFollowerDrainsLateWrites(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "app.log")
 		w := newSeqWriter(t, path, "s")
-		col := &collector{t: t}
-		m, err := NewManager(rotationConfig(dir), col, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
 		tc := rotationTarget(path)
 		tc.RotateWait = confDur(3 * time.Second)
-		if _, err := m.Add(tc); err != nil {
-			t.Fatal(err)
-		}
-		stop := runManager(t, m)
-		waitReady(t, m)
+		_, col, stop := follow(t, rotationConfig(dir), tc)
 		w.write(10)
 		seen(t, w, func() map[int]int { return col.seqs("s") })
 		w.write(10)
