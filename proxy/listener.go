@@ -386,6 +386,9 @@ type ackWriter struct {
 	l      *Listener
 	// owed counts acks the client waits for: such a client is not idle.
 	owed atomic.Int64
+	// lastAck is when the last ack was written (unix ns): the client gets a whole idle
+	// period from then to send its next frame.
+	lastAck atomic.Int64
 }
 
 // request registers an ack the client waits for; write pays it.
@@ -415,6 +418,7 @@ func (w *ackWriter) write(id []byte, json bool) {
 		return
 	}
 	w.l.acks.Add(1)
+	w.lastAck.Store(time.Now().UnixNano())
 }
 
 type ackReq struct {
@@ -530,6 +534,12 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 					// upstream with ack = "upstream"): not idle, and closing would
 					// only make it resend.
 					idleArmed = false
+					continue
+				}
+				if until := time.Unix(0, aw.lastAck.Load()).Add(idle); time.Now().Before(until) {
+					// Acked a moment ago after a long wait: idle counts from the ack.
+					deadline = until
+					_ = c.SetReadDeadline(deadline)
 					continue
 				}
 				l.countErr("idle_timeout")

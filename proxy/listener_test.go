@@ -776,7 +776,7 @@ func TestListenerIdleTimeout(t *testing.T) {
 // idle: closing it would only make it resend.
 func TestListenerIdleWhileAckOwed(t *testing.T) {
 	t.Parallel()
-	const idle = 200 * time.Millisecond
+	const idle = 500 * time.Millisecond
 	h := newHarness(t, ListenerConfig{IdleTimeout: conf.Duration(idle)})
 	h.out.Hold()
 	waiting := dialRaw(t, "tcp", h.addr)
@@ -792,6 +792,15 @@ func TestListenerIdleWhileAckOwed(t *testing.T) {
 	h.out.Release()
 	if id, err := waiting.readAck(); err != nil || string(id) != "owed-0" {
 		t.Fatalf("the client waiting for its ack was closed: %q, %v", id, err)
+	}
+	// Idle counts from the ack, not from the frame before the long wait: the client
+	// has a whole idle period to send its next frame.
+	time.Sleep(idle / 2)
+	if err := waiting.write(messageFrame("owed", "owed", 1, 40, []byte("owed-1"))); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := waiting.readAck(); err != nil || string(id) != "owed-1" {
+		t.Fatalf("closed within an idle period after its ack: %q, %v", id, err)
 	}
 	if n := h.errors()["idle_timeout"]; n != 1 {
 		t.Errorf("idle_timeout errors = %d, want 1 (the silent client only)", n)
