@@ -72,22 +72,37 @@ func BenchmarkLineToChunk(b *testing.B) {
 }
 
 // BenchmarkIdleFiles follows 10,000 idle files and reports the CPU the manager uses
-// per second of wall time (cpu%: 100 = one core). One op is a minute: the safety nets
-// (full rescans, stat polls) run every 10 to 30 s at this size, and a shorter window
-// would catch them or not by chance.
+// per second of wall time (cpu%: 100 = one core): all in one directory, and spread over
+// 100 directories that a pattern in the directory part matches (logs/*/*.log, as
+// Kubernetes lays pods out). One op is a minute: the safety nets (full rescans, stat
+// polls) run every 10 to 60 s at this size, and a shorter window would catch them or not
+// by chance.
 func BenchmarkIdleFiles(b *testing.B) {
+	b.Run("one-dir", func(b *testing.B) { benchIdle(b, 1) })
+	b.Run("100-dirs-pattern", func(b *testing.B) { benchIdle(b, 100) })
+}
+
+func benchIdle(b *testing.B, dirs int) {
 	const files = 10000
 	dir := b.TempDir()
 	logs := filepath.Join(dir, "logs")
-	os.Mkdir(logs, 0o755)
+	pattern := filepath.Join(logs, "*.log")
+	if dirs > 1 {
+		pattern = filepath.Join(logs, "*", "*.log")
+	}
 	for i := 0; i < files; i++ {
-		os.WriteFile(filepath.Join(logs, fmt.Sprintf("f%05d.log", i)), []byte("x\n"), 0o644)
+		d := logs
+		if dirs > 1 {
+			d = filepath.Join(logs, fmt.Sprintf("pod%03d", i%dirs))
+		}
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, fmt.Sprintf("f%05d.log", i)), []byte("x\n"), 0o644)
 	}
 	m, err := NewManager(Config{PositionFile: filepath.Join(dir, "pos.json")}, discardSink{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.Add(TargetConfig{Path: filepath.Join(logs, "*.log"), Tag: "idle"})
+	m.Add(TargetConfig{Path: pattern, Tag: "idle"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- m.Run(ctx) }()

@@ -356,6 +356,22 @@ func (m *Manager) watch(dir string, t *target) bool {
 	return ok
 }
 
+// rewatch watches dir again after it was replaced: the old directory's watch ended
+// with it. Reports whether events will arrive for the directory.
+func (m *Manager) rewatch(dir string) bool {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if m.watcher == nil {
+		return false
+	}
+	_ = m.watcher.Remove(dir) // the old watch, if the watcher has not dropped it yet
+	if err := m.watcher.Add(dir); err != nil {
+		m.log.Warn("cannot watch directory; polling it", "dir", dir, "err", err)
+		return false
+	}
+	return true
+}
+
 func (m *Manager) unwatch(dir string, t *target) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()

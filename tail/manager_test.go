@@ -516,3 +516,36 @@ func TestSafetyNetSpacing(t *testing.T) {
 		t.Fatalf("5 ms scan: next in %v, want at least 5 s", d)
 	}
 }
+
+// A log directory deleted and created again (an app that cleans up, a volume remounted)
+// is watched again: lines appended to a file in the new directory arrive at once, not
+// at the next safety-net poll.
+func TestDirectoryRecreated(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "logs")
+	os.Mkdir(sub, 0o755)
+	cfg := fastConfig(dir)
+	cfg.PollInterval = confDur(time.Second) // the safety-net poll: every 5 s at the soonest
+	_, col, _ := follow(t, cfg, TargetConfig{Path: filepath.Join(sub, "*.log"), Tag: "d"})
+	w := newSeqWriter(t, filepath.Join(sub, "a.log"), "d")
+	w.write(10)
+	waitSeqs(t, 5*time.Second, col.seqs, "d", w.next)
+	w.close()
+	if err := os.RemoveAll(sub); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a poll interval notices the directory gone
+	os.Mkdir(sub, 0o755)
+	w = newSeqWriter(t, filepath.Join(sub, "b.log"), "d")
+	defer w.close()
+	w.write(10)
+	waitSeqs(t, 5*time.Second, col.seqs, "d", w.next) // found by a rescan
+	for round := range 3 {
+		start := time.Now()
+		w.write(10)
+		waitSeqs(t, 5*time.Second, col.seqs, "d", w.next)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("round %d: appended lines took %v: the new directory is not watched", round, d)
+		}
+	}
+}

@@ -27,7 +27,7 @@ type target struct {
 	log     *slog.Logger
 	parser  *parser
 	mlStart *regexp.Regexp
-	dirPat  bool   // the directory part of the path has glob meta: rescan every poll
+	dirPat  bool   // the directory part of the path has glob meta: glob the directories every poll
 	dir     string // the directory to watch when dirPat is false
 
 	dirCache map[string][]os.DirEntry // directory listings, only while recover runs
@@ -44,7 +44,7 @@ type target struct {
 	mu      sync.Mutex
 	byPath  map[string]*tailer // the tailer following each path
 	byID    map[fileID]*tailer // every live tailer, following or draining
-	watched map[string]time.Time
+	watched map[string]dirState
 	blind   bool           // some directory has no working watch: poll every file every tick
 	wg      sync.WaitGroup // tailers
 }
@@ -63,7 +63,7 @@ func newTarget(m *Manager, cfg TargetConfig) (*target, error) {
 		catchUp: make(chan struct{}, 1),
 		byPath:  map[string]*tailer{},
 		byID:    map[fileID]*tailer{},
-		watched: map[string]time.Time{},
+		watched: map[string]dirState{},
 	}
 	if cfg.MultilineStart != "" {
 		t.mlStart = regexp.MustCompile(cfg.MultilineStart)
@@ -144,7 +144,7 @@ func (t *target) run(ctx context.Context) {
 			switch {
 			case sn.scanDue(now):
 				sn.scan(func() { t.scan(ctx, false); t.pruneDone() })
-			case t.dirPat || t.dirsChanged():
+			case t.dirsChanged():
 				t.scan(ctx, false)
 			}
 			if blind || sn.pollDue(now) {
@@ -192,19 +192,34 @@ func (s *safetyNet) poll(f func()) {
 	s.nextPoll = time.Now().Add(max(s.pollEvery, safetyNetSpacing*time.Since(t0)))
 }
 
+// dirsChanged reports whether the target's directories changed since they were
+// watched: files came or went (mtime), a directory was replaced or is gone, or (for a
+// pattern in the directory part) the pattern matches other directories now.
 func (t *target) dirsChanged() bool {
 	t.mu.Lock()
-	dirs := make(map[string]time.Time, len(t.watched))
-	for d, mt := range t.watched {
-		dirs[d] = mt
+	dirs := make(map[string]dirState, len(t.watched))
+	for d, st := range t.watched {
+		dirs[d] = st
 	}
 	t.mu.Unlock()
+	if t.dirPat {
+		ds, _ := doublestar.FilepathGlob(filepath.Dir(filepath.Clean(t.cfg.Path)))
+		n := 0
+		for _, d := range ds {
+			if st, ok := statDir(d); ok {
+				n++
+				if old, known := dirs[d]; !known || old != st {
+					return true
+				}
+			}
+		}
+		return n != len(dirs)
+	}
 	if len(dirs) == 0 {
 		return true // nothing to watch yet: the directory may appear
 	}
-	for d, mt := range dirs {
-		fi, err := os.Stat(d)
-		if err != nil || !fi.ModTime().Equal(mt) {
+	for d, old := range dirs {
+		if st, ok := statDir(d); !ok || st != old {
 			return true
 		}
 	}
@@ -910,21 +925,64 @@ func findBySig(path string, sigLen int, sig uint64, minSize int64, not fileID) s
 	return best
 }
 
+// dirState is what a watched directory looked like: its identity tells a directory
+// deleted and created again (whose old watch died with it) from one that changed.
+type dirState struct {
+	mtime time.Time
+	id    fileID
+}
+
+func statDir(d string) (dirState, bool) {
+	fi, err := os.Stat(d)
+	if err != nil || !fi.IsDir() {
+		return dirState{}, false
+	}
+	id, _ := idOf(fi)
+	return dirState{fi.ModTime(), id}, true
+}
+
+// watchDirs makes the watched set the directories that exist among dirs: new ones are
+// watched, a directory replaced by another is watched again, and gone ones are dropped
+// (a pattern's directories come and go: pods, dated folders).
 func (t *target) watchDirs(dirs []string) {
+	keep := make(map[string]bool, len(dirs))
 	for _, d := range dirs {
-		fi, err := os.Stat(d)
-		if err != nil {
+		st, ok := statDir(d)
+		if !ok {
 			continue
 		}
+		keep[d] = true
 		t.mu.Lock()
-		_, ok := t.watched[d]
-		t.watched[d] = fi.ModTime()
+		old, known := t.watched[d]
+		t.watched[d] = st
 		t.mu.Unlock()
-		if !ok && !t.m.watch(d, t) {
+		var watching bool
+		switch {
+		case !known:
+			watching = t.m.watch(d, t)
+		case old.id != st.id:
+			t.log.Info("directory replaced; watching the new one", "dir", d)
+			watching = t.m.rewatch(d)
+		default:
+			continue
+		}
+		if !watching {
 			t.mu.Lock()
 			t.blind = true
 			t.mu.Unlock()
 		}
+	}
+	t.mu.Lock()
+	var gone []string
+	for d := range t.watched {
+		if !keep[d] {
+			gone = append(gone, d)
+			delete(t.watched, d)
+		}
+	}
+	t.mu.Unlock()
+	for _, d := range gone {
+		t.m.unwatch(d, t)
 	}
 }
 
