@@ -30,7 +30,7 @@ type target struct {
 	dirPat  bool   // the directory part of the path has glob meta: glob the directories every poll
 	dir     string // the directory to watch when dirPat is false
 
-	dirCache map[string][]os.DirEntry // directory listings, only while recover runs
+	dirCache map[string][]os.DirEntry // directory listings, only while recover or a scan runs
 
 	runStart time.Time            // when run began: the oldest a missed generation can be
 	seenAt   map[string]time.Time // path -> when we last started following a file there (t.mu)
