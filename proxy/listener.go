@@ -386,9 +386,8 @@ type ackWriter struct {
 	l      *Listener
 	// owed counts acks the client waits for: such a client is not idle.
 	owed atomic.Int64
-	// lastAck is when the last ack was written (unix ns): the client gets a whole idle
-	// period from then to send its next frame.
-	lastAck atomic.Int64
+	// written counts acks written: one is activity on the connection, as a frame is.
+	written atomic.Int64
 }
 
 // request registers an ack the client waits for; write pays it.
@@ -418,7 +417,7 @@ func (w *ackWriter) write(id []byte, json bool) {
 		return
 	}
 	w.l.acks.Add(1)
-	w.lastAck.Store(time.Now().UnixNano())
+	w.written.Add(1)
 }
 
 type ackReq struct {
@@ -492,7 +491,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 	}()
 
 	var f wire.Frame
-	var framesSeen, armedAt int64
+	var framesSeen, armedAt, armedAcks int64
 	idleArmed := false
 	var deadline time.Time
 	for {
@@ -503,7 +502,7 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 			idleArmed = false
 		} else if !idleArmed || armedAt != framesSeen {
 			want = time.Now().Add(idle)
-			idleArmed, armedAt = true, framesSeen
+			idleArmed, armedAt, armedAcks = true, framesSeen, aw.written.Load()
 		} else {
 			want = deadline
 		}
@@ -526,20 +525,17 @@ func (l *Listener) serve(ctx context.Context, c net.Conn) {
 					}
 					continue
 				}
-				if armedAt != framesSeen {
-					continue // activity since the deadline was set: re-arm
+				if armedAt != framesSeen || armedAcks != aw.written.Load() {
+					// Activity since the deadline was set, a frame read or an ack written
+					// (after a long wait for it, idle counts from the ack): re-arm.
+					idleArmed = false
+					continue
 				}
 				if aw.owed.Load() > 0 {
 					// The client is silent because it waits for our ack (a slow
 					// upstream with ack = "upstream"): not idle, and closing would
 					// only make it resend.
 					idleArmed = false
-					continue
-				}
-				if until := time.Unix(0, aw.lastAck.Load()).Add(idle); time.Now().Before(until) {
-					// Acked a moment ago after a long wait: idle counts from the ack.
-					deadline = until
-					_ = c.SetReadDeadline(deadline)
 					continue
 				}
 				l.countErr("idle_timeout")

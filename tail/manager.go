@@ -92,7 +92,6 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.log.Info("file events disabled; polling every file", "poll_interval", m.cfg.PollInterval)
 	} else if w, err = fsnotify.NewBufferedWatcher(watchBuffer); err != nil {
 		m.log.Warn("no file events; polling only", "err", err, "poll_interval", m.cfg.PollInterval)
-		w = nil
 	} else {
 		m.wmu.Lock()
 		m.watcher = w
@@ -415,24 +414,19 @@ func (m *Manager) dispatch(w *fsnotify.Watcher) {
 			// Overflow: events were lost. Every target rescans and polls its files now
 			// instead of waiting for its safety net.
 			m.log.Warn("file watcher lost events; rescanning every target", "err", err)
-			m.wmu.Lock()
-			buf = buf[:0]
-			seen := map[*target]bool{}
-			for _, ts := range m.dirs {
-				for _, t := range ts {
-					if !seen[t] {
-						seen[t] = true
-						buf = append(buf, t)
-					}
-				}
-			}
-			m.wmu.Unlock()
-			for _, t := range buf {
-				select {
-				case t.catchUp <- struct{}{}:
-				default:
-				}
-			}
+			m.catchUpAll()
+		}
+	}
+}
+
+// catchUpAll makes every target rescan and stat-poll its files at once.
+func (m *Manager) catchUpAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.targets {
+		select {
+		case t.catchUp <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -500,21 +500,47 @@ func TestPositionFileUnderARegularFile(t *testing.T) {
 // pass cost, so that many files cannot make them expensive.
 func TestSafetyNetSpacing(t *testing.T) {
 	now := time.Now()
-	s := safetyNet{scanEvery: time.Second, pollEvery: 500 * time.Millisecond}
-	if s.scanDue(now) || s.pollDue(now) {
+	scan := &pacer{every: time.Second, run: func() { time.Sleep(5 * time.Millisecond) }} // costly
+	poll := &pacer{every: 500 * time.Millisecond, run: func() {}}                        // cheap
+	if scan.due(now) || poll.due(now) {
 		t.Fatal("due before the first interval")
 	}
-	if !s.scanDue(now.Add(time.Second)) || !s.pollDue(now.Add(500*time.Millisecond)) {
+	if !scan.due(now.Add(time.Second)) || !poll.due(now.Add(500*time.Millisecond)) {
 		t.Fatal("not due after the first interval")
 	}
-	s.poll(func() {}) // cheap: the minimum interval
-	if d := time.Until(s.nextPoll); d > 500*time.Millisecond || d < 400*time.Millisecond {
+	poll.pass() // cheap: the minimum interval
+	if d := time.Until(poll.next); d > 500*time.Millisecond || d < 400*time.Millisecond {
 		t.Fatalf("cheap poll: next in %v, want the 500ms minimum", d)
 	}
-	s.scan(func() { time.Sleep(5 * time.Millisecond) }) // costly: 1000x its cost
-	if d := time.Until(s.nextScan); d < 5*time.Second {
+	scan.pass() // costly: 1000x its cost
+	if d := time.Until(scan.next); d < 5*time.Second {
 		t.Fatalf("5 ms scan: next in %v, want at least 5 s", d)
 	}
+}
+
+// When the watcher reports lost events, every target rescans and polls at once: a write
+// whose event was lost arrives without waiting for the safety net.
+func TestLostEventsCaughtUp(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fastConfig(dir)
+	cfg.PollInterval = confDur(time.Hour) // no safety-net pass during the test
+	m, col, _ := follow(t, cfg, TargetConfig{Path: filepath.Join(dir, "*.log"), Tag: "lost", ReadFromHead: yes()})
+	w := newSeqWriter(t, filepath.Join(dir, "a.log"), "lost")
+	defer w.close()
+	w.write(10)
+	waitSeqs(t, 5*time.Second, col.seqs, "lost", w.next)
+	m.wmu.Lock()
+	if err := m.watcher.Remove(dir); err != nil { // events for the directory are lost from now on
+		t.Fatal(err)
+	}
+	m.wmu.Unlock()
+	w.write(10)
+	time.Sleep(300 * time.Millisecond)
+	if got := col.seqs("lost"); complete(got, w.next) {
+		t.Fatal("the write arrived without its event: the test does not lose events")
+	}
+	m.catchUpAll()
+	waitSeqs(t, 2*time.Second, col.seqs, "lost", w.next)
 }
 
 // A log directory deleted and created again (an app that cleans up, a volume remounted)

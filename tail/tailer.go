@@ -354,8 +354,8 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 				buf = nb
 			}
 		}
-		avail := cap(buf) - len(buf)
-		n, err := readOnce(tl.f, buf[len(buf):cap(buf)], tl.readOff)
+		dst := buf[len(buf):cap(buf)]
+		n, err := readOnce(tl.f, dst, tl.readOff)
 		if n > 0 {
 			got = true
 			now := time.Now()
@@ -379,7 +379,7 @@ func (tl *tailer) readToEnd(ctx context.Context) (int64, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, fmt.Errorf("tail %s: %w", tl.curPath(), err)
 		}
-		if n < avail || err != nil {
+		if n < len(dst) || err != nil {
 			break // a short read is the end of the file for now
 		}
 	}

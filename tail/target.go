@@ -121,7 +121,9 @@ func (t *target) run(ctx context.Context) {
 	close(t.ready)
 	tick := time.NewTicker(t.m.cfg.PollInterval.D())
 	defer tick.Stop()
-	sn := safetyNet{scanEvery: 10 * t.m.cfg.PollInterval.D(), pollEvery: 5 * t.m.cfg.PollInterval.D()}
+	// The safety nets: full rescans (with pruning) and stat polls of every file.
+	fullScan := &pacer{every: 10 * t.m.cfg.PollInterval.D(), run: func() { t.scan(ctx, false); t.pruneDone() }}
+	statPoll := &pacer{every: 5 * t.m.cfg.PollInterval.D(), run: t.pollFiles}
 	for {
 		select {
 		case <-ctx.Done():
@@ -130,8 +132,8 @@ func (t *target) run(ctx context.Context) {
 			t.scan(ctx, false)
 		case <-t.catchUp:
 			// The watcher lost events (queue overflow): look at everything now.
-			sn.scan(func() { t.scan(ctx, false); t.pruneDone() })
-			sn.poll(t.pollFiles)
+			fullScan.pass()
+			statPoll.pass()
 		case now := <-tick.C:
 			// A changed directory (mtime) means files came or went. Full rescans and the
 			// per-file stat poll are safety nets while directory events work (a missed
@@ -142,54 +144,44 @@ func (t *target) run(ctx context.Context) {
 			blind := t.blind
 			t.mu.Unlock()
 			switch {
-			case sn.scanDue(now):
-				sn.scan(func() { t.scan(ctx, false); t.pruneDone() })
+			case fullScan.due(now):
+				fullScan.pass()
 			case t.dirsChanged():
 				t.scan(ctx, false)
 			}
-			if blind || sn.pollDue(now) {
-				sn.poll(t.pollFiles)
+			if blind || statPoll.due(now) {
+				statPoll.pass()
 			}
 		}
 	}
 }
 
-// safetyNet schedules a target's periodic full rescans and stat polls while directory
-// events work. Each runs at most every scanEvery / pollEvery (10 and 5 poll intervals),
-// and is spaced by safetyNetSpacing times what it took last: ten thousand idle files cost
-// a fraction of a percent of a core, and a busy machine (slower passes) polls less.
-type safetyNet struct {
-	scanEvery, pollEvery time.Duration
-	nextScan, nextPoll   time.Time
+// pacer schedules one of a target's safety nets (periodic full rescans, stat polls) while
+// directory events work. A pass runs at most every `every`, and is spaced by
+// safetyNetSpacing times what the last one took: ten thousand idle files cost a fraction
+// of a percent of a core, and a busy machine (slower passes) polls less, not more.
+type pacer struct {
+	every time.Duration
+	run   func()
+	next  time.Time
 }
 
 // safetyNetSpacing lets a pass use 1/1000 of the time: 0.1 % of a core for each net.
 const safetyNetSpacing = 1000
 
-func (s *safetyNet) scanDue(now time.Time) bool {
-	if s.nextScan.IsZero() {
-		s.nextScan = now.Add(s.scanEvery)
+// due reports whether a pass is due at now; the first is one interval after the first call.
+func (p *pacer) due(now time.Time) bool {
+	if p.next.IsZero() {
+		p.next = now.Add(p.every)
 	}
-	return !now.Before(s.nextScan)
+	return !now.Before(p.next)
 }
 
-func (s *safetyNet) pollDue(now time.Time) bool {
-	if s.nextPoll.IsZero() {
-		s.nextPoll = now.Add(s.pollEvery)
-	}
-	return !now.Before(s.nextPoll)
-}
-
-func (s *safetyNet) scan(f func()) {
+// pass runs the net now and schedules the next pass.
+func (p *pacer) pass() {
 	t0 := time.Now()
-	f()
-	s.nextScan = time.Now().Add(max(s.scanEvery, safetyNetSpacing*time.Since(t0)))
-}
-
-func (s *safetyNet) poll(f func()) {
-	t0 := time.Now()
-	f()
-	s.nextPoll = time.Now().Add(max(s.pollEvery, safetyNetSpacing*time.Since(t0)))
+	p.run()
+	p.next = time.Now().Add(max(p.every, safetyNetSpacing*time.Since(t0)))
 }
 
 // dirsChanged reports whether the target's directories changed since they were
@@ -242,22 +234,19 @@ func (t *target) pollFiles() {
 			continue
 		}
 		mt := fi.ModTime().UnixNano()
-		if id, _ := idOf(fi); id != tl.id || fi.Size() != tl.st.size.Load() || tl.polledMtime.Swap(mt) != mt {
+		touched := tl.polledMtime.Swap(mt) != mt
+		if id, _ := idOf(fi); id != tl.id || fi.Size() != tl.st.size.Load() || touched {
 			tl.wakeUp()
 		}
 	}
 }
 
-// glob lists the files matching the target, without the excluded ones.
+// glob lists the files matching the target, without the excluded ones, and the
+// directories to watch (those among them that exist).
 func (t *target) glob() (files, dirs []string) {
 	pat := filepath.Clean(t.cfg.Path)
 	if t.dirPat {
-		ds, _ := doublestar.FilepathGlob(filepath.Dir(pat))
-		for _, d := range ds {
-			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-				dirs = append(dirs, d)
-			}
-		}
+		dirs, _ = doublestar.FilepathGlob(filepath.Dir(pat)) // watchDirs keeps the directories
 	} else {
 		dirs = []string{t.dir}
 	}
@@ -334,17 +323,6 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			same.wakeUp()
 			continue
 		}
-		if cur == nil || cur.id != id {
-			if claimed == nil {
-				claimed = make(map[fileID]bool, len(t.byID)+len(fs))
-				for id := range t.byID {
-					claimed[id] = true
-				}
-				for _, f := range fs {
-					claimed[f.id] = true
-				}
-			}
-		}
 		t.mu.Unlock()
 		// A new inode where we followed another one: the path rotated. If it rotated
 		// more than once between two looks (a writer faster than our reads), the
@@ -365,6 +343,15 @@ func (t *target) scan(ctx context.Context, initial bool) {
 			// already have drained and gone while a storm of renames went on.
 			t.mu.Lock()
 			since, ok := t.seenAt[path]
+			if claimed == nil {
+				claimed = make(map[fileID]bool, len(t.byID)+len(fs))
+				for id := range t.byID {
+					claimed[id] = true
+				}
+				for _, f := range fs {
+					claimed[f.id] = true
+				}
+			}
 			t.mu.Unlock()
 			if !ok {
 				since = t.runStart
